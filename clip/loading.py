@@ -1,0 +1,157 @@
+"""Official model table, verified download into the cache, and checkpoint files -> state_dict.
+
+Cache directory: ``download_root`` if given, else ``$CLIP_CACHE_DIR``, else ``~/.cache/clip``. A download goes
+to a temporary file in that directory and is renamed to its final name only after its SHA256 matched, so an
+interrupted or corrupted transfer never looks like a cached model.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+import torch
+from tqdm import tqdm
+
+from .model import METADATA_KEYS, CheckpointError
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "CLIP_CACHE_DIR"
+_BASE = "https://openaipublic.azureedge.net/clip/models"
+# name -> URL; the second-to-last path segment of each URL is the file's SHA256.
+MODEL_URLS: Dict[str, str] = {
+    "RN50": f"{_BASE}/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt",
+    "RN101": f"{_BASE}/8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599/RN101.pt",
+    "RN50x4": f"{_BASE}/7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd/RN50x4.pt",
+    "RN50x16": f"{_BASE}/52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa/RN50x16.pt",
+    "RN50x64": f"{_BASE}/be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c/RN50x64.pt",
+    "ViT-B/32": f"{_BASE}/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    "ViT-B/16": f"{_BASE}/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+    "ViT-L/14": f"{_BASE}/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+    "ViT-L/14@336px": f"{_BASE}/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+}
+
+_CHUNK = 1 << 16
+_TIMEOUT_S = 60
+
+
+def cache_dir(download_root: Optional[Union[str, os.PathLike]] = None) -> Path:
+    """The directory models and the BPE vocabulary are cached in (see module docstring)."""
+    if download_root:
+        return Path(download_root).expanduser()
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/clip").expanduser()
+
+
+def sha256_of(path: Union[str, os.PathLike]) -> str:
+    """Hex SHA256 of a file, read in chunks (model files are up to ~900 MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, part: Path, expected_sha256: str, name: str) -> None:
+    """Stream ``url`` into ``part``; raise RuntimeError if its SHA256 differs from ``expected_sha256``."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as source, open(part, "wb") as out:
+        total = source.headers.get("Content-Length")
+        with tqdm(total=int(total) if total else None, unit="iB", unit_scale=True, unit_divisor=1024,
+                  desc=name, ncols=80) as bar:
+            for chunk in iter(lambda: source.read(_CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+    if digest.hexdigest() != expected_sha256:
+        raise RuntimeError(
+            f"downloaded {url} but its SHA256 {digest.hexdigest()} does not match the expected {expected_sha256}"
+        )
+
+
+def download(url: str, root: Union[str, os.PathLike], expected_sha256: Optional[str] = None) -> str:
+    """Return the path of ``url``'s file in ``root``, downloading it unless a verified copy is there.
+
+    Args:
+        url: the file URL; its basename is the cached file name.
+        root: cache directory (created if needed).
+        expected_sha256: hex digest; defaults to the URL's second-to-last path segment (OpenAI's convention).
+    Raises:
+        RuntimeError: checksum mismatch after download, or the download failed (the message names the URL and
+            the exact path to place the file at).
+    """
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    expected = (expected_sha256 or url.rstrip("/").split("/")[-2]).lower()
+    target = root / os.path.basename(url)
+    if target.exists() and not target.is_file():
+        raise RuntimeError(f"{target} exists and is not a regular file")
+    if target.is_file():
+        if sha256_of(target) == expected:
+            return str(target)
+        logger.warning("%s exists, but its SHA256 does not match %s; downloading it again", target, expected)
+    fd, part_name = tempfile.mkstemp(dir=root, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    part = Path(part_name)
+    try:
+        _fetch(url, part, expected, target.name)
+        os.replace(part, target)  # atomic within one directory: the final name only ever holds verified bytes
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        raise RuntimeError(
+            f"could not download {url} ({err}). Without network access, download that file elsewhere and place "
+            f"it at {target} (SHA256 {expected})."
+        ) from err
+    finally:
+        part.unlink(missing_ok=True)
+    return str(target)
+
+
+def resolve_model_path(name_or_path: Union[str, os.PathLike], download_root: Optional[str] = None) -> str:
+    """An official model name (downloaded/cached) or an existing file path -> local file path."""
+    name_or_path = os.fspath(name_or_path)
+    if name_or_path in MODEL_URLS:
+        return download(MODEL_URLS[name_or_path], cache_dir(download_root))
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    raise RuntimeError(f"Model {name_or_path} not found; available models = {list(MODEL_URLS)}")
+
+
+def read_state_dict(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
+    """Weights of a CLIP file: an OpenAI TorchScript archive or a ``torch.save``'d state_dict.
+
+    Raises:
+        CheckpointError: the file is neither, or does not hold a ``{name: tensor}`` mapping.
+    """
+    try:
+        with warnings.catch_warnings():
+            # torch.jit.load is deprecated, but the official model files are TorchScript archives
+            warnings.simplefilter("ignore", FutureWarning)
+            archive = torch.jit.load(str(path), map_location="cpu")
+        state_dict = archive.state_dict()
+    except RuntimeError as jit_err:
+        try:
+            state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as err:  # pickle / zip errors come in many types; all mean "not a checkpoint"
+            raise CheckpointError(
+                f"{path} is neither a TorchScript archive nor a torch.save'd state_dict "
+                f"(TorchScript: {str(jit_err).splitlines()[0]}; torch.load: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{path} holds a {type(state_dict).__name__}, not a CLIP state_dict {{name: tensor}}")
+    others = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise CheckpointError(
+            f"{path} is not a CLIP state_dict: entries {others[:5]} are not tensors "
+            "(a trainer checkpoint? load CLIP weights here, prompt checkpoints elsewhere)"
+        )
+    logger.debug("read %d tensors from %s (metadata keys present: %s)", len(state_dict), path,
+                 [k for k in METADATA_KEYS if k in state_dict])
+    return dict(state_dict)

@@ -1,0 +1,456 @@
+"""CLIP image and text towers (OpenAI state_dict layout) with optional prompt tokens.
+
+One residual attention block and one Transformer serve both towers; prompts enter through ``clip.prompts``.
+Activations are batch-first ``(N, L, D)``; attention uses ``scaled_dot_product_attention`` but keeps the
+parameter names of ``nn.MultiheadAttention`` (``attn.in_proj_weight`` ...), so official checkpoints load strictly.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .prompts import BACK, FRONT, DeepPrompts, PromptSpan, append_tokens, check_deep, replace_span, resolve_deep
+
+logger = logging.getLogger(__name__)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 whatever the input dtype; the result is cast back to the input dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(torch.float32)
+        bias = None if self.bias is None else self.bias.to(torch.float32)
+        out = F.layer_norm(x.to(torch.float32), self.normalized_shape, weight, bias, self.eps)
+        return out.to(x.dtype)
+
+
+class QuickGELU(nn.Module):
+    """The sigmoid approximation of GELU CLIP was trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with ``nn.MultiheadAttention``'s parameter names, batch-first."""
+
+    def __init__(self, width: int, heads: int, causal: bool = False) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by {heads} heads")
+        self.heads = heads
+        self.causal = causal
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * width))
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, width = x.shape  # (N, L, D)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (N, L, 3D)
+        qkv = qkv.view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)  # (3, N, H, L, D/H)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=self.causal)  # (N, H, L, D/H)
+        return self.out_proj(out.transpose(1, 2).reshape(n, length, width))  # (N, L, D)
+
+
+class FeedForward(nn.Module):
+    """The 4x MLP of a residual block (keys ``mlp.c_fc`` / ``mlp.c_proj``)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(width, 4 * width)
+        self.gelu = QuickGELU()
+        self.c_proj = nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, width: int, heads: int, causal: bool = False) -> None:
+        super().__init__()
+        self.ln_1 = LayerNorm(width)
+        self.attn = SelfAttention(width, heads, causal)
+        self.ln_2 = LayerNorm(width)
+        self.mlp = FeedForward(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))  # (N, L, D)
+        return x + self.mlp(self.ln_2(x))  # (N, L, D)
+
+
+class Transformer(nn.Module):
+    """A stack of residual blocks; deep prompts replace the prompt span at the input of block i."""
+
+    def __init__(self, width: int, layers: int, heads: int, causal: bool = False) -> None:
+        super().__init__()
+        self.width = width
+        self.layers = layers
+        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, causal) for _ in range(layers))
+
+    def forward(
+        self, x: torch.Tensor, deep: Optional[DeepPrompts] = None, span: Optional[PromptSpan] = None
+    ) -> torch.Tensor:
+        """x: ``(N, L, D)``; deep: ``{i: (n, D) | (N, n, D) | callable(x, i)}``; span: where prompts live."""
+        check_deep(deep, self.layers, "transformer")
+        for i, block in enumerate(self.resblocks):
+            if deep and i in deep:
+                if span is None:
+                    raise ValueError("deep prompts need a PromptSpan")
+                x = replace_span(x, resolve_deep(deep[i], x, i), span, f"deep prompt for block {i}")
+            x = block(x)  # (N, L, D)
+        return x
+
+
+class VisionTransformer(nn.Module):
+    """ViT image tower: patch conv, class token, positional embedding, transformer, projection."""
+
+    def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int,
+                 output_dim: int) -> None:
+        super().__init__()
+        self.input_resolution = input_resolution
+        self.width = width
+        self.output_dim = output_dim
+        grid = input_resolution // patch_size
+        self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
+        self.class_embedding = nn.Parameter(torch.empty(width))
+        self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, width))
+        self.ln_pre = LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads)
+        self.ln_post = LayerNorm(width)
+        self.proj = nn.Parameter(torch.empty(width, output_dim))
+
+    def forward(self, x: torch.Tensor, shallow: Optional[torch.Tensor] = None,
+                deep: Optional[DeepPrompts] = None) -> torch.Tensor:
+        """x: ``(B, 3, H, W)``; shallow: ``(n, D)`` | ``(B, n, D)`` appended tokens; returns ``(B, E)``."""
+        x = self.conv1(x)  # (B, D, g, g)
+        x = x.flatten(2).transpose(1, 2)  # (B, g*g, D)
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # (B, 1, D)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # (B, 1+g*g, D)
+        n_prompt = 0
+        if shallow is not None:
+            x = append_tokens(x, shallow, "vision shallow prompt")  # (B, 1+g*g+n, D)
+            n_prompt = x.shape[1] - self.positional_embedding.shape[0]
+        x = self.ln_pre(x)
+        x = self.transformer(x, deep, PromptSpan(BACK, n_prompt))  # (B, 1+g*g+n, D)
+        return self.ln_post(x[:, 0]) @ self.proj  # (B, E)
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck whose stride is an average pool (anti-aliasing), on both branches."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.pool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.downsample: Optional[nn.Sequential] = None
+        if stride > 1 or in_channels != out_channels:
+            # keys downsample.0 (conv) / downsample.1 (BN); the pool in front of them has no weights
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                                            nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))  # (B, p, H, W)
+        out = F.relu(self.bn2(self.conv2(out)))  # (B, p, H, W)
+        out = self.bn3(self.conv3(self.pool(out)))  # (B, 4p, H/s, W/s)
+        shortcut = x if self.downsample is None else self.downsample(self.pool(x))
+        return F.relu(out + shortcut)
+
+
+class AttentionPool2d(nn.Module):
+    """Attention pooling: the mean token queries all spatial tokens (+ itself)."""
+
+    def __init__(self, grid: int, width: int, heads: int, output_dim: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, width))
+        self.k_proj = nn.Linear(width, width)
+        self.q_proj = nn.Linear(width, width)
+        self.v_proj = nn.Linear(width, width)
+        self.c_proj = nn.Linear(width, output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(2).transpose(1, 2)  # (B, HW, C)
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # (B, 1+HW, C)
+        x = x + self.positional_embedding.to(x.dtype)
+        b, length, width = x.shape
+        head_dim = width // self.heads
+        q = self.q_proj(x[:, :1]).view(b, 1, self.heads, head_dim).transpose(1, 2)  # (B, H, 1, C/H)
+        k = self.k_proj(x).view(b, length, self.heads, head_dim).transpose(1, 2)  # (B, H, 1+HW, C/H)
+        v = self.v_proj(x).view(b, length, self.heads, head_dim).transpose(1, 2)  # (B, H, 1+HW, C/H)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, C/H)
+        return self.c_proj(out.transpose(1, 2).reshape(b, width))  # (B, E)
+
+
+class ModifiedResNet(nn.Module):
+    """CLIP's ResNet: 3-conv stem with average pool, anti-aliased bottlenecks, attention pooling."""
+
+    def __init__(self, layers: Sequence[int], output_dim: int, heads: int, input_resolution: int = 224,
+                 width: int = 64) -> None:
+        super().__init__()
+        self.input_resolution = input_resolution
+        self.width = width
+        self.output_dim = output_dim
+        half = width // 2
+        self.conv1 = nn.Conv2d(3, half, 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(half)
+        self.conv2 = nn.Conv2d(half, half, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(half)
+        self.conv3 = nn.Conv2d(half, width, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.avgpool = nn.AvgPool2d(2)
+        channels = width
+        for stage, depth in enumerate(layers):
+            planes = width * 2 ** stage
+            blocks = [Bottleneck(channels, planes, 1 if stage == 0 else 2)]
+            blocks += [Bottleneck(planes * Bottleneck.expansion, planes) for _ in range(depth - 1)]
+            setattr(self, f"layer{stage + 1}", nn.ModuleList(blocks))
+            channels = planes * Bottleneck.expansion
+        self.num_stages = len(layers)
+        self.attnpool = AttentionPool2d(input_resolution // 32, channels, heads, output_dim)
+
+    def forward(self, x: torch.Tensor, shallow: Optional[torch.Tensor] = None,
+                deep: Optional[DeepPrompts] = None) -> torch.Tensor:
+        """x: ``(B, 3, H, W)`` -> ``(B, E)``. Prompts are a ViT concept: passing any raises ValueError."""
+        if shallow is not None or deep:
+            raise ValueError("vision prompts need a ViT image tower; this CLIP has a ModifiedResNet (ResNet) tower")
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            x = F.relu(bn(conv(x)))
+        x = self.avgpool(x)  # (B, w, H/4, W/4)
+        for stage in range(1, self.num_stages + 1):
+            for block in getattr(self, f"layer{stage}"):
+                x = block(x)
+        return self.attnpool(x)  # (B, E)
+
+
+class CLIP(nn.Module):
+    """Contrastive image-text model; argument names follow OpenAI's constructor.
+
+    ``vision_layers`` is an int for a ViT image tower and a 4-tuple of block counts for a ModifiedResNet.
+    """
+
+    def __init__(self, embed_dim: int, image_resolution: int, vision_layers: Union[int, Sequence[int]],
+                 vision_width: int, vision_patch_size: Optional[int], context_length: int, vocab_size: int,
+                 transformer_width: int, transformer_heads: int, transformer_layers: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.context_length = context_length
+        self.vocab_size = vocab_size
+        if isinstance(vision_layers, (tuple, list)):
+            # the ResNet feature width is 32x the stem width; one head per 64 channels
+            self.visual: nn.Module = ModifiedResNet(vision_layers, embed_dim, vision_width * 32 // 64,
+                                                    image_resolution, vision_width)
+        else:
+            self.visual = VisionTransformer(image_resolution, vision_patch_size, vision_width, vision_layers,
+                                            max(1, vision_width // 64), embed_dim)
+        self.transformer = Transformer(transformer_width, transformer_layers, transformer_heads, causal=True)
+        # an explicit weight skips nn.Embedding's own random init (see the meta-device note below)
+        self.token_embedding = nn.Embedding(vocab_size, transformer_width,
+                                            _weight=torch.empty(vocab_size, transformer_width))
+        self.positional_embedding = nn.Parameter(torch.empty(context_length, transformer_width))
+        self.ln_final = LayerNorm(transformer_width)
+        self.text_projection = nn.Parameter(torch.empty(transformer_width, embed_dim))
+        self.logit_scale = nn.Parameter(torch.empty(()))
+        # build_model constructs on the meta device and loads every value from the checkpoint; random init
+        # there would only cost time (normal_ on meta tensors imports torch._dynamo, ~3 s).
+        if not self.logit_scale.is_meta:
+            self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Random init for a CLIP built from scratch (checkpoint loading overwrites every tensor)."""
+        for name, param in self.named_parameters():
+            if name.endswith("bias"):
+                param.zero_()
+            elif name.endswith("class_embedding"):
+                param.normal_(std=param.shape[0] ** -0.5)
+            elif param.dim() == 1:  # LayerNorm / BatchNorm scales
+                param.fill_(1.0)
+            elif name.endswith("proj") or name == "text_projection":  # applied as x @ W, W is (in, out)
+                param.normal_(std=param.shape[0] ** -0.5)
+            elif param.dim() >= 2:  # (out, in, ...) weights and (rows, width) embeddings: scale by fan-in
+                param.normal_(std=param[0].numel() ** -0.5)
+        self.logit_scale.fill_(math.log(1 / 0.07))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype of the towers (that of the first conv, as in OpenAI CLIP)."""
+        return self.visual.conv1.weight.dtype
+
+    @property
+    def vision_width(self) -> int:
+        return self.visual.width
+
+    @property
+    def text_width(self) -> int:
+        return self.transformer.width
+
+    def encode_image(self, image: torch.Tensor, shallow: Optional[torch.Tensor] = None,
+                     deep: Optional[DeepPrompts] = None) -> torch.Tensor:
+        """image: ``(B, 3, H, W)``; shallow: ``(n, Dv)`` | ``(B, n, Dv)``; deep: ``{i: prompt}``. Returns ``(B, E)``."""
+        return self.visual(image.to(self.dtype), shallow=shallow, deep=deep)
+
+    def encode_text(self, text: torch.Tensor, shallow: Optional[torch.Tensor] = None,
+                    deep: Optional[DeepPrompts] = None, embeddings: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Text features taken at the EOT token (the largest id of each row).
+
+        Args:
+            text: ``(N, L)`` token ids.
+            shallow: ``(n, Dt)`` | ``(N, n, Dt)``, replaces token embeddings ``[1, 1+n)``.
+            deep: ``{i: (n, Dt) | (N, n, Dt) | callable(x, i)}``, replaces ``[1, 1+n)`` at block i's input.
+            embeddings: ``(N, L, Dt)`` caller-built token embeddings used instead of ``token_embedding(text)``.
+        Returns:
+            ``(N, E)`` unnormalised features.
+        """
+        x = self.token_embedding(text) if embeddings is None else embeddings  # (N, L, Dt)
+        x = x.to(self.dtype)
+        if x.shape[:2] != text.shape:
+            raise ValueError(f"embeddings {tuple(x.shape)} do not match the token ids {tuple(text.shape)}")
+        span = PromptSpan(FRONT, x.shape[1] - 1)
+        if shallow is not None:
+            x = replace_span(x, shallow, span, "text shallow prompt")
+        x = x + self.positional_embedding[: x.shape[1]].to(self.dtype)  # (N, L, Dt)
+        x = self.transformer(x, deep, span)  # (N, L, Dt)
+        x = self.ln_final(x)
+        eot = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]  # (N, Dt)
+        return eot @ self.text_projection.to(x.dtype)  # (N, E)
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """image ``(B, 3, H, W)``, text ``(N, L)`` -> logits_per_image ``(B, N)``, logits_per_text ``(N, B)``."""
+        image_features = F.normalize(self.encode_image(image), dim=-1)  # (B, E)
+        text_features = F.normalize(self.encode_text(text), dim=-1)  # (N, E)
+        logits_per_image = self.logit_scale.exp() * image_features @ text_features.t()  # (B, N)
+        return logits_per_image, logits_per_image.t()
+
+
+def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Set the precision of a CLIP in place; the only place clip/ changes parameter dtypes.
+
+    ``torch.float32``: every floating tensor becomes fp32 (what OpenAI's ``clip.load`` does on CPU).
+    Lower precision (fp16/bf16): only the compute weights -- convolutions, linear layers, attention projections,
+    ``proj`` and ``text_projection`` -- as OpenAI's ``convert_weights``; LayerNorm / BatchNorm parameters,
+    embeddings and ``logit_scale`` stay fp32.
+    """
+    if dtype == torch.float32:
+        return model.to(dtype=torch.float32)
+
+    def cast(param: Optional[torch.Tensor]) -> None:
+        if param is not None and param.is_floating_point():
+            param.data = param.data.to(dtype)
+
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear, SelfAttention)):
+            for param in module.parameters(recurse=False):
+                cast(param)
+        for name in ("proj", "text_projection"):
+            if isinstance(getattr(module, name, None), nn.Parameter):
+                cast(getattr(module, name))
+    return model
+
+
+class CheckpointError(RuntimeError):
+    """A file or state_dict that is not an OpenAI-layout CLIP checkpoint."""
+
+
+# Keys of OpenAI's TorchScript archives that are metadata, not weights.
+METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+def _count_blocks(state_dict: dict, prefix: str) -> int:
+    """Number of distinct ``{prefix}{i}.`` indices among the keys."""
+    found = {key[len(prefix):].split(".", 1)[0] for key in state_dict if key.startswith(prefix)}
+    return len(found)
+
+
+def _grid(num_positions: int, key: str) -> int:
+    grid = round(math.sqrt(num_positions - 1))
+    if grid * grid + 1 != num_positions:
+        raise CheckpointError(f"{key} has {num_positions} rows, not grid**2 + 1")
+    return grid
+
+
+def infer_config(state_dict: dict) -> dict:
+    """OpenAI ``CLIP`` constructor arguments inferred from the tensors of a state_dict (ViT or ResNet)."""
+    required = ("text_projection", "positional_embedding", "token_embedding.weight", "ln_final.weight")
+    missing = [k for k in required if k not in state_dict]
+    if "visual.proj" in state_dict:  # ViT
+        conv = state_dict["visual.conv1.weight"]  # (width, 3, patch, patch)
+        patch = conv.shape[-1]
+        vision = dict(vision_width=conv.shape[0], vision_patch_size=patch,
+                      vision_layers=_count_blocks(state_dict, "visual.transformer.resblocks."),
+                      image_resolution=patch * _grid(state_dict["visual.positional_embedding"].shape[0],
+                                                     "visual.positional_embedding"))
+    elif "visual.attnpool.positional_embedding" in state_dict:  # ModifiedResNet
+        pos = state_dict["visual.attnpool.positional_embedding"]  # (grid**2 + 1, 32 * width)
+        vision = dict(vision_width=state_dict["visual.layer1.0.conv1.weight"].shape[0], vision_patch_size=None,
+                      vision_layers=tuple(_count_blocks(state_dict, f"visual.layer{s}.") for s in range(1, 5)),
+                      image_resolution=32 * _grid(pos.shape[0], "visual.attnpool.positional_embedding"))
+    else:
+        missing.append("visual.proj (ViT) or visual.attnpool.positional_embedding (ResNet)")
+    if missing:
+        raise CheckpointError(f"not an OpenAI CLIP state_dict: missing {missing}; first keys: {list(state_dict)[:5]}")
+    text_width = state_dict["ln_final.weight"].shape[0]
+    return dict(embed_dim=state_dict["text_projection"].shape[1], **vision,
+                context_length=state_dict["positional_embedding"].shape[0],
+                vocab_size=state_dict["token_embedding.weight"].shape[0], transformer_width=text_width,
+                transformer_heads=max(1, text_width // 64),
+                transformer_layers=_count_blocks(state_dict, "transformer.resblocks."))
+
+
+def _check_keys(model: nn.Module, state_dict: dict, config: dict, source: str) -> None:
+    expected, found = set(model.state_dict()), set(state_dict)
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} does not match the CLIP architecture inferred from its own tensors ({config}): "
+            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}. "
+            "Is it an OpenAI CLIP checkpoint (not a trainer checkpoint or another CLIP implementation)?"
+        )
+
+
+def build_model(state_dict: dict, source: str = "state_dict") -> CLIP:
+    """Build a CLIP from an OpenAI-layout state_dict with strict key matching, in eval mode.
+
+    The architecture is inferred from tensor shapes; ``input_resolution`` / ``context_length`` / ``vocab_size``
+    entries are ignored and a ``logit_scale`` of shape ``[1]`` is accepted. Like OpenAI's ``build_model`` the
+    result is in mixed fp16 (see ``cast_model``); call ``cast_model(model, torch.float32)`` for fp32.
+
+    Args:
+        state_dict: ``{key: tensor}`` (not modified).
+        source: the file name (or a description) used in error messages.
+    """
+    weights = {k: v for k, v in state_dict.items() if k not in METADATA_KEYS}
+    try:
+        config = infer_config(weights)
+    except CheckpointError as err:
+        raise CheckpointError(f"{source}: {err}") from None
+    except (KeyError, IndexError, AttributeError) as err:  # a key of the detected tower is absent / not a tensor
+        raise CheckpointError(f"{source}: not an OpenAI CLIP state_dict ({type(err).__name__}: {err})") from None
+    scale = weights.get("logit_scale")
+    if scale is not None and scale.shape == (1,):  # the test weights store [1]; the parameter is 0-d
+        weights["logit_scale"] = scale.reshape(())
+    # Building on the meta device skips the random init of ~100M parameters that loading overwrites anyway.
+    with torch.device("meta"):
+        model = CLIP(**config)
+    model = model.to_empty(device="cpu")
+    _check_keys(model, weights, config, source)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:  # shape mismatches
+        raise CheckpointError(f"{source} does not fit the inferred CLIP architecture {config}: {err}") from None
+    logger.debug("built CLIP from %s: %s", source, config)
+    return cast_model(model, torch.float16).eval()

@@ -1,0 +1,194 @@
+"""Checkpoints in the official Dassl layout, holding only learnable tensors.
+
+Layout: ``<output>/<model name>/model.pth.tar-<epoch>`` (1-based epoch), ``model-best.pth.tar`` and a
+``checkpoint`` text file naming the latest file. Each file is a dict
+``{state_dict, epoch, optimizer, scheduler, val_result}`` (+ ``rng_state``, ours, used only to resume).
+``state_dict`` holds the parameters with ``requires_grad`` only: the frozen CLIP is never written.
+
+Loading accepts official files that carry the whole CLIP: keys that are frozen in our module, the
+``token_prefix``/``token_suffix`` buffers and the official frozen-CLIP sub-modules are ignored; a missing or
+mis-shaped learnable key is an error, any other key a warning.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+logger = logging.getLogger(__name__)
+
+POINTER_FILE = "checkpoint"
+BEST_FILE = "model-best.pth.tar"
+# Frozen parts of the official models (MaPLe/IVLP/VPT CustomCLIP register everything): never loaded.
+FROZEN_SUFFIXES = ("token_prefix", "token_suffix")
+FROZEN_PREFIXES = ("image_encoder.", "text_encoder.", "logit_scale", "clip_model.", "clip.")
+
+
+def epoch_file(epoch: int) -> str:
+    """File name of the checkpoint saved after the 1-based ``epoch``."""
+    return f"model.pth.tar-{epoch}"
+
+
+def learnable_state_dict(module: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+    """The entries of ``module.state_dict()`` that are parameters with ``requires_grad`` (detached)."""
+    state = module.state_dict(keep_vars=True)
+    return OrderedDict((k, v.detach()) for k, v in state.items()
+                       if isinstance(v, nn.Parameter) and v.requires_grad)
+
+
+def atomic_write(write_fn, path: str) -> None:
+    """Write through ``write_fn(tmp_path)`` into a temp file of the same folder, then ``os.replace``.
+
+    A crash mid-write leaves the previous file intact (``os.replace`` is atomic within one file system).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False, model_name: str = "",
+                    update_pointer: bool = True) -> str:
+    """Save ``state`` (a Dassl dict with ``epoch``) into ``save_dir``; returns the file path.
+
+    ``model_name`` defaults to ``model.pth.tar-<state["epoch"]>``. With ``update_pointer`` the ``checkpoint``
+    pointer file (what resuming reads) names the new file. ``is_best`` also copies it to
+    ``model-best.pth.tar``. Keys starting with ``module.`` lose that prefix.
+    """
+    os.makedirs(save_dir, exist_ok=True)
+    state = dict(state)
+    state["state_dict"] = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v)
+                                      for k, v in state["state_dict"].items())
+    fpath = os.path.join(save_dir, model_name or epoch_file(state["epoch"]))
+    atomic_write(lambda tmp: torch.save(state, tmp), fpath)
+    logger.info("Checkpoint saved to %s", fpath)
+
+    def write_pointer(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(os.path.basename(fpath) + "\n")
+
+    if update_pointer:
+        atomic_write(write_pointer, os.path.join(save_dir, POINTER_FILE))
+    if is_best:
+        best = os.path.join(save_dir, BEST_FILE)
+        atomic_write(lambda tmp: shutil.copyfile(fpath, tmp), best)
+        logger.info("Best checkpoint saved to %s", best)
+    return fpath
+
+
+def load_checkpoint(fpath: str) -> Dict[str, Any]:
+    """Read a checkpoint file on the CPU. Returns a dict with at least ``state_dict``.
+
+    Uses ``torch.load(weights_only=False)`` because Dassl files pickle optimizer/scheduler state: only call
+    this on files you trust. A plain ``{name: tensor}`` file is wrapped as ``{"state_dict": ...}``.
+    Raises FileNotFoundError (missing file) or ValueError naming the file (unreadable / not a checkpoint).
+    """
+    if not os.path.isfile(fpath):
+        raise FileNotFoundError(f"No checkpoint file at {fpath}")
+    try:
+        ckpt = torch.load(fpath, map_location="cpu", weights_only=False)
+    except Exception as e:  # corrupt or truncated file, wrong format: say which file
+        raise ValueError(f"Cannot read checkpoint {fpath}: {type(e).__name__}: {e}") from e
+    if isinstance(ckpt, Mapping) and "state_dict" in ckpt:
+        return dict(ckpt)
+    if isinstance(ckpt, Mapping) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return {"state_dict": dict(ckpt), "epoch": None, "optimizer": None, "scheduler": None,
+                "val_result": None}
+    raise ValueError(f"{fpath} is not a checkpoint: expected a dict with a 'state_dict' entry, "
+                     f"got {type(ckpt).__name__}")
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_learnable` did with each key of the file."""
+
+    loaded: List[str] = field(default_factory=list)
+    ignored_frozen: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+
+
+def _is_known_frozen(key: str, frozen_keys: set, extra_prefixes: Sequence[str]) -> bool:
+    if key in frozen_keys or key.rsplit(".", 1)[-1] in FROZEN_SUFFIXES:
+        return True
+    return key.startswith(tuple(FROZEN_PREFIXES) + tuple(extra_prefixes))
+
+
+def load_learnable(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "<state_dict>",
+                   ignore_prefixes: Sequence[str] = ()) -> LoadReport:
+    """Copy the learnable tensors of ``state_dict`` into ``module`` (in place, keeping dtype/device).
+
+    Args:
+        module: the registered module; its learnable entries are the parameters with ``requires_grad``.
+        state_dict: ``{key: tensor}`` from a file (``module.`` prefixes are stripped).
+        source: the file name, used in messages.
+        ignore_prefixes: further key prefixes to treat as frozen.
+    Raises:
+        KeyError: learnable keys of ``module`` absent from the file (names the file and the keys).
+        ValueError: a learnable key whose shape differs (names the key and both shapes).
+    Returns:
+        a :class:`LoadReport`; unexpected keys are also logged as a warning.
+    """
+    own = module.state_dict(keep_vars=True)
+    learnable = {k: v for k, v in own.items() if isinstance(v, nn.Parameter) and v.requires_grad}
+    frozen_keys = set(own) - set(learnable)
+    incoming = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in state_dict.items())
+    missing = [k for k in learnable if k not in incoming]
+    if missing:
+        raise KeyError(f"{source} lacks learnable tensors of the model: {missing} (the file holds: "
+                       f"{sorted(incoming)[:20]}{' ...' if len(incoming) > 20 else ''})")
+    for k, param in learnable.items():
+        value = incoming[k]
+        if tuple(value.shape) != tuple(param.shape):
+            raise ValueError(f"{source}: shape mismatch for {k!r}: checkpoint {tuple(value.shape)} vs model "
+                             f"{tuple(param.shape)}")
+    report = LoadReport()
+    with torch.no_grad():
+        for k, param in learnable.items():
+            param.copy_(incoming[k])
+            report.loaded.append(k)
+    for k in incoming:
+        if k in learnable:
+            continue
+        if _is_known_frozen(k, frozen_keys, ignore_prefixes):
+            report.ignored_frozen.append(k)
+        else:
+            report.unexpected.append(k)
+    if report.unexpected:
+        logger.warning("%s: ignored %d unexpected key(s): %s", source, len(report.unexpected), report.unexpected)
+    return report
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """Random-generator states (python, numpy, torch CPU, CUDA): saved with each checkpoint so that a resumed
+    run draws the same shuffles and augmentations as an uninterrupted one."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`get_rng_state` returned (missing entries are left alone)."""
+    if "python" in state:
+        random.setstate(state["python"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,349 @@
+"""The data protocol (few-shot sampling, base/new class split) and the data loaders.
+
+Readers in ``datasets/`` only parse a dataset's layout into full ``train_x``/``val``/``test`` lists of ``Datum``;
+everything the benchmark protocol adds on top lives here, in one place:
+
+1. few-shot sampling: ``NUM_SHOTS`` images per class for train and ``min(NUM_SHOTS, 4)`` for val, drawn with a
+   local ``random.Random(SEED)`` (the official code drew from the global ``random`` seeded with SEED right before,
+   which gives the same draws); cached as JSON at ``<dataset_dir>/split_fewshot/shot_{K}-seed_{S}.json``;
+2. base/new subsampling (``SUBSAMPLE_CLASSES``): the sorted train labels are split in two halves
+   (base gets ``ceil(n/2)``) and relabelled from 0, for train, val and test.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from .registry import DATASET_REGISTRY
+from .transforms import build_transform, build_unaugmented_transform
+
+logger = logging.getLogger(__name__)
+
+FEWSHOT_DIRNAME = "split_fewshot"
+VAL_SHOTS_CAP = 4  # the official protocol never samples more than 4 val images per class
+SUBSAMPLE_CHOICES = ("all", "base", "new")
+
+
+@dataclass(frozen=True)
+class Datum:
+    """One labelled image: absolute ``impath``, 0-based ``label``, ``classname`` and ``domain`` (0 if unused)."""
+
+    impath: str
+    label: int
+    classname: str
+    domain: int = 0
+
+
+# ----------------------------------------------------------------------------------------------- JSON records
+def items_to_records(items: Sequence[Datum], base_dir: str) -> List[list]:
+    """``Datum`` list -> ``[[path relative to base_dir (posix), label, classname(, domain)], ...]``."""
+    records = []
+    for item in items:
+        rel = os.path.relpath(item.impath, base_dir)
+        if rel.startswith(os.pardir):
+            raise ValueError(f"Image {item.impath} is not inside {base_dir}; cannot store it relative to it")
+        record = [rel.replace(os.sep, "/"), int(item.label), item.classname]
+        if item.domain:  # the official 3-field format, extended only when a domain is used
+            record.append(int(item.domain))
+        records.append(record)
+    return records
+
+
+def records_to_items(records: Sequence[Sequence[Any]], base_dir: str) -> List[Datum]:
+    """Inverse of :func:`items_to_records`: paths are joined to ``base_dir`` (absolute)."""
+    base_dir = os.path.abspath(base_dir)
+    items = []
+    for rec in records:
+        domain = int(rec[3]) if len(rec) > 3 else 0
+        items.append(Datum(os.path.join(base_dir, *str(rec[0]).split("/")), int(rec[1]), str(rec[2]), domain))
+    return items
+
+
+def write_json_atomic(obj: Any, path: str) -> None:
+    """Write ``obj`` as JSON (the official indent-4 style) via a temp file + ``os.replace``: never half-written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=4, separators=(",", ": "))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------- protocol
+def make_rng(seed: int) -> random.Random:
+    """A local RNG: seeded with ``seed`` when ``seed >= 0``, from OS entropy otherwise. Never the global one."""
+    return random.Random(seed) if seed >= 0 else random.Random()
+
+
+def sample_few_shot(items: Sequence[Datum], num_shots: int, rng: random.Random) -> List[Datum]:
+    """Keep ``num_shots`` items per class (all of a class that has fewer).
+
+    Classes are visited in order of first appearance and each draw is ``rng.sample(class_items, num_shots)``,
+    the exact stream of the official ``generate_fewshot_dataset``.
+    """
+    if num_shots < 1:
+        return list(items)
+    by_label: Dict[int, List[Datum]] = {}  # dicts keep insertion order = first appearance
+    for item in items:
+        by_label.setdefault(item.label, []).append(item)
+    out: List[Datum] = []
+    for group in by_label.values():
+        out.extend(rng.sample(group, num_shots) if len(group) >= num_shots else group)
+    return out
+
+
+def base_new_subsample(*splits: Optional[List[Datum]], subsample: str = "all") -> List[Optional[List[Datum]]]:
+    """Keep the base (first ``ceil(n/2)`` sorted labels of ``splits[0]``) or new (the rest) classes; relabel from 0.
+
+    ``None`` entries pass through unchanged.
+    """
+    if subsample not in SUBSAMPLE_CHOICES:
+        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got {subsample!r}")
+    if subsample == "all":
+        return list(splits)
+    labels = sorted({item.label for item in splits[0]})
+    half = math.ceil(len(labels) / 2)
+    kept = labels[:half] if subsample == "base" else labels[half:]
+    new_label = {old: new for new, old in enumerate(kept)}
+    logger.info("SUBSAMPLE %s CLASSES: %d of %d", subsample.upper(), len(kept), len(labels))
+    return [None if split is None else [replace(it, label=new_label[it.label]) for it in split if it.label in new_label]
+            for split in splits]
+
+
+def _cache_candidates(cfg, dataset_dir: str, num_shots: int, seed: int) -> List[str]:
+    """Where a few-shot JSON may live: in the dataset folder, then under ``DATASET.SPLIT_CACHE_DIR`` (if set)."""
+    name = f"shot_{num_shots}-seed_{seed}.json"
+    paths = [os.path.join(dataset_dir, FEWSHOT_DIRNAME, name)]
+    if cfg.DATASET.SPLIT_CACHE_DIR:
+        cache_root = os.path.abspath(os.path.expanduser(cfg.DATASET.SPLIT_CACHE_DIR))
+        paths.append(os.path.join(cache_root, os.path.basename(dataset_dir), FEWSHOT_DIRNAME, name))
+    return paths
+
+
+def _save_fewshot(cfg, paths: List[str], payload: dict) -> Optional[str]:
+    """Write the cache to the first writable candidate; warn (never fail) when the data root is read-only."""
+    try:
+        write_json_atomic(payload, paths[0])
+        return paths[0]
+    except OSError as err:
+        if len(paths) > 1:  # the user asked for this folder explicitly: failing to write there is an error
+            write_json_atomic(payload, paths[1])
+            logger.info("Data root not writable (%s); few-shot split cached in %s", err, paths[1])
+            return paths[1]
+        logger.warning("Cannot write the few-shot split cache %s (%s). Continuing without a cache; set "
+                       "DATASET.SPLIT_CACHE_DIR to a writable folder to cache it there.", paths[0], err)
+        return None
+
+
+def load_or_sample_fewshot(cfg, dataset_dir: str, train: List[Datum], val: Optional[List[Datum]]
+                           ) -> Tuple[List[Datum], Optional[List[Datum]]]:
+    """Few-shot train (and val, if any) from the JSON cache, or sampled with ``Random(SEED)`` and cached.
+
+    Cache paths are relative to ``dataset_dir`` so moving the data keeps them valid. Official ``.pkl`` caches
+    are ignored and never unpickled (the JSON draws equal the official ones for the same K and SEED).
+    """
+    num_shots, seed = int(cfg.DATASET.NUM_SHOTS), int(cfg.SEED)
+    paths = _cache_candidates(cfg, dataset_dir, num_shots, seed)
+    for path in paths:
+        if os.path.isfile(path):
+            logger.info("Loading few-shot split from %s", path)
+            with open(path) as f:
+                data = json.load(f)
+            cached_val = data.get("val")
+            return (records_to_items(data["train"], dataset_dir),
+                    None if cached_val is None else records_to_items(cached_val, dataset_dir))
+    pkl = os.path.splitext(paths[0])[0] + ".pkl"
+    if os.path.exists(pkl):
+        logger.info("Ignoring the official pickle cache %s (never unpickled); sampling the same draws anew", pkl)
+    rng = make_rng(seed)
+    train = sample_few_shot(train, num_shots, rng)
+    if val is not None:
+        val = sample_few_shot(val, min(num_shots, VAL_SHOTS_CAP), rng)
+    payload = {"num_shots": num_shots, "seed": seed, "train": items_to_records(train, dataset_dir),
+               "val": None if val is None else items_to_records(val, dataset_dir)}
+    saved = _save_fewshot(cfg, paths, payload)
+    if saved:
+        logger.info("Saved few-shot split to %s", saved)
+    return train, val
+
+
+@dataclass
+class DatasetSplits:
+    """What :func:`build_dataset` returns: the protocol-applied lists plus label metadata from ``train_x``."""
+
+    name: str
+    dataset_dir: str
+    train_x: List[Datum]
+    val: List[Datum]
+    test: List[Datum]
+    train_u: Optional[List[Datum]] = None
+    num_classes: int = 0
+    lab2cname: Dict[int, str] = field(default_factory=dict)
+    classnames: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.train_x:
+            raise ValueError(f"Dataset {self.name!r} has an empty train_x split")
+        # As the official DatasetBase: num_classes = max label + 1; names ordered by label, from train_x.
+        self.num_classes = max(item.label for item in self.train_x) + 1
+        self.lab2cname = {item.label: item.classname for item in self.train_x}
+        self.lab2cname = {label: self.lab2cname[label] for label in sorted(self.lab2cname)}
+        self.classnames = list(self.lab2cname.values())
+
+
+def build_dataset(cfg) -> DatasetSplits:
+    """Read ``cfg.DATASET.NAME`` with its registered reader, then apply few-shot sampling and subsampling.
+
+    A reader whose ``val`` is ``None`` has no separate validation split (ImageNet): the test set is used as val
+    and only train is few-shot sampled, as in the official code.
+    """
+    logger.info("Loading dataset: %s", cfg.DATASET.NAME)
+    reader = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+    train, val, test = list(reader.train_x), reader.val, list(reader.test)
+    val = None if val is None else list(val)
+    if cfg.DATASET.NUM_SHOTS >= 1:
+        train, val = load_or_sample_fewshot(cfg, reader.dataset_dir, train, val)
+    train, val, test = base_new_subsample(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
+    return DatasetSplits(name=cfg.DATASET.NAME, dataset_dir=reader.dataset_dir, train_x=train,
+                         val=test if val is None else val, test=test,
+                         train_u=getattr(reader, "train_u", None))
+
+
+# ----------------------------------------------------------------------------------------------- loaders
+def load_rgb_image(path: str) -> Image.Image:
+    """Open ``path`` as RGB; errors name the file (and survive being re-raised from a loader worker)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Image file not found: {path}. Re-download or re-extract the dataset "
+                                f"(see tools/prepare_datasets.py and docs/DATASETS.md).")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")  # convert() decodes, so truncated files fail here, inside the try
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise RuntimeError(f"Cannot decode image {path}: {type(err).__name__}: {err}. The file is corrupt or "
+                           f"not an image; replace it (re-download the dataset).") from err
+
+
+class ImageListDataset(Dataset):
+    """Wraps a ``Datum`` list: item -> {"img", "label", "domain", "impath", "index"} (Dassl's batch keys).
+
+    ``transform`` may be a list: outputs are then "img", "img2", ... ; ``k_transforms > 1`` makes each a list of
+    that many augmented views; ``img0_transform`` adds "img0" (the un-augmented image).
+    """
+
+    def __init__(self, items: Sequence[Datum], transform: Any = None, k_transforms: int = 1,
+                 img0_transform: Optional[Callable] = None) -> None:
+        if k_transforms > 1 and transform is None:
+            raise ValueError(f"Cannot augment each image {k_transforms} times without a transform")
+        self.items = list(items)
+        self.transform = transform
+        self.k_transforms = k_transforms
+        self.img0_transform = img0_transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _views(self, tfm: Callable, img: Image.Image) -> Any:
+        views = [tfm(img) for _ in range(self.k_transforms)]
+        return views[0] if len(views) == 1 else views
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        item = self.items[index]
+        img = load_rgb_image(item.impath)
+        out: Dict[str, Any] = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": index}
+        tfms = self.transform if isinstance(self.transform, (list, tuple)) else [self.transform]
+        for i, tfm in enumerate(tfms):
+            out["img" if i == 0 else f"img{i + 1}"] = img if tfm is None else self._views(tfm, img)
+        if self.img0_transform is not None:
+            out["img0"] = self.img0_transform(img)
+        return out
+
+
+def make_loader(cfg, items: Sequence[Datum], batch_size: int, transform: Any, is_train: bool,
+                      sampler_type: str) -> DataLoader:
+    """A loader over ``items``: random or sequential sampler; train drops the last partial batch (Dassl rule)."""
+    samplers = {"RandomSampler": RandomSampler, "SequentialSampler": SequentialSampler}
+    if sampler_type not in samplers:
+        raise ValueError(f"Unsupported sampler {sampler_type!r}; supported: {sorted(samplers)}")
+    if not items:
+        raise ValueError("Cannot build a data loader over an empty split")
+    workers = int(cfg.DATALOADER.NUM_WORKERS)
+    img0 = build_unaugmented_transform(cfg) if cfg.DATALOADER.RETURN_IMG0 else None
+    dataset = ImageListDataset(items, transform, int(cfg.DATALOADER.K_TRANSFORMS) if is_train else 1, img0)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=samplers[sampler_type](dataset), num_workers=workers,
+        drop_last=is_train and len(items) >= batch_size,
+        pin_memory=bool(cfg.DATALOADER.PIN_MEMORY and cfg.USE_CUDA and torch.cuda.is_available()),
+        persistent_workers=bool(cfg.DATALOADER.PERSISTENT_WORKERS and workers > 0))
+
+
+def format_summary(rows: Sequence[Tuple[str, str]]) -> str:
+    """Two-column text table (the Dassl dataset summary)."""
+    from tabulate import tabulate
+
+    return tabulate([list(r) for r in rows])
+
+
+class DataManager:
+    """Dataset (protocol applied) + transforms + loaders, with Dassl's attribute names.
+
+    Args:
+        cfg: the config.
+        dataset: an already built :class:`DatasetSplits` (default: ``build_dataset(cfg)``).
+        custom_tfm_train / custom_tfm_test: transforms used instead of ``build_transform(cfg, ...)``.
+    """
+
+    def __init__(self, cfg, dataset: Optional[DatasetSplits] = None, custom_tfm_train: Any = None,
+                 custom_tfm_test: Any = None) -> None:
+        self.dataset = build_dataset(cfg) if dataset is None else dataset
+        tfm_train = build_transform(cfg, is_train=True) if custom_tfm_train is None else custom_tfm_train
+        tfm_test = build_transform(cfg, is_train=False) if custom_tfm_test is None else custom_tfm_test
+        test_bs, test_sampler = cfg.DATALOADER.TEST.BATCH_SIZE, cfg.DATALOADER.TEST.SAMPLER
+        self.train_loader_x = make_loader(cfg, self.dataset.train_x, cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+                                                tfm_train, True, cfg.DATALOADER.TRAIN_X.SAMPLER)
+        self.train_loader_u = None  # no unlabelled data in the prompt-learning protocol
+        self.val_loader = (make_loader(cfg, self.dataset.val, test_bs, tfm_test, False, test_sampler)
+                           if self.dataset.val else None)
+        self.test_loader = make_loader(cfg, self.dataset.test, test_bs, tfm_test, False, test_sampler)
+        self.num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
+        if cfg.VERBOSE:
+            self.log_summary(cfg)
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def lab2cname(self) -> Dict[int, str]:
+        return self.dataset.lab2cname
+
+    @property
+    def classnames(self) -> List[str]:
+        return self.dataset.classnames
+
+    def log_summary(self, cfg) -> None:
+        """Log the dataset name and split sizes as a table (the Dassl summary)."""
+        rows = [("Dataset", cfg.DATASET.NAME)]
+        if cfg.DATASET.SOURCE_DOMAINS:
+            rows.append(("Source", str(list(cfg.DATASET.SOURCE_DOMAINS))))
+        if cfg.DATASET.TARGET_DOMAINS:
+            rows.append(("Target", str(list(cfg.DATASET.TARGET_DOMAINS))))
+        rows += [("# classes", f"{self.num_classes:,}"), ("# train_x", f"{len(self.dataset.train_x):,}")]
+        if self.dataset.val:
+            rows.append(("# val", f"{len(self.dataset.val):,}"))
+        rows.append(("# test", f"{len(self.dataset.test):,}"))
+        logger.info("Dataset summary\n%s", format_summary(rows))

@@ -1,0 +1,144 @@
+"""Training-loop hooks: what happens around the epochs, in a fixed, documented order.
+
+:meth:`engine.trainer.TrainerBase.train` calls, for every hook in the order of ``trainer.build_hooks()``::
+
+    before_train()
+    for each epoch:  before_epoch();  after_step() after every batch;  after_epoch()
+    after_train()            (only when every epoch finished)
+    close()                  (always, also after an exception: releases files / writers)
+
+Default order (``default_hooks``), which matters inside ``after_epoch``:
+
+1. :class:`LRStepHook`      -- steps every scheduler once (the LR of the NEXT epoch is in place)
+2. :class:`BestValHook`     -- ``TEST.FINAL_MODEL best_val``: test on val, save ``model-best.pth.tar``
+3. :class:`CheckpointHook`  -- every ``TRAIN.CHECKPOINT_FREQ`` epochs and after the last one
+4. :class:`MetricsHook`     -- per-batch log line + TensorBoard scalars (``<output>/tensorboard``)
+5. :class:`FinalEvalHook`   -- after training: ``Finished training``, deploy the final model, test
+
+Checkpoints are written after the LR step, so a resumed run continues with exactly the schedule an
+uninterrupted run would have used.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import os
+from typing import TYPE_CHECKING, List, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .trainer import TrainerBase
+
+logger = logging.getLogger(__name__)
+
+
+class HookBase:
+    """A hook sees the trainer (``self.trainer``, set by ``TrainerBase.register_hooks``); override what you need."""
+
+    trainer: "TrainerBase"
+
+    def before_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LRStepHook(HookBase):
+    """Steps the LR schedulers once per epoch, after the epoch's last batch."""
+
+    def after_epoch(self) -> None:
+        self.trainer.update_lr()
+
+
+class BestValHook(HookBase):
+    """With ``TEST.FINAL_MODEL best_val``: evaluate on val after each epoch and keep the best model."""
+
+    def __init__(self) -> None:
+        self.best: float = -math.inf
+
+    def after_epoch(self) -> None:
+        cfg = self.trainer.cfg
+        if cfg.TEST.NO_TEST or cfg.TEST.FINAL_MODEL != "best_val":
+            return
+        result = self.trainer.test(split="val")["accuracy"]
+        if result > self.best:
+            self.best = result
+            self.trainer.best_result = result
+            self.trainer.save_model(self.trainer.epoch, self.trainer.output_dir, val_result=result,
+                                    model_name="model-best.pth.tar")
+
+
+class CheckpointHook(HookBase):
+    """Saves ``model.pth.tar-<epoch>`` every ``TRAIN.CHECKPOINT_FREQ`` epochs (if > 0) and after the last."""
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        freq = t.cfg.TRAIN.CHECKPOINT_FREQ
+        last = t.epoch + 1 == t.max_epoch
+        if last or (freq > 0 and (t.epoch + 1) % freq == 0):
+            t.save_model(t.epoch, t.output_dir)
+
+
+class MetricsHook(HookBase):
+    """The official per-batch line (every ``TRAIN.PRINT_FREQ`` batches, or every batch when an epoch has fewer)
+    and TensorBoard scalars ``train/<loss name>`` (running mean) and ``train/lr`` per iteration."""
+
+    def before_train(self) -> None:
+        self.trainer.init_writer(os.path.join(self.trainer.output_dir, "tensorboard"))
+
+    def after_step(self) -> None:
+        t = self.trainer
+        freq = t.cfg.TRAIN.PRINT_FREQ
+        lr = t.get_current_lr()
+        if (t.batch_idx + 1) % freq == 0 or t.num_batches < freq:
+            remaining = t.num_batches - t.batch_idx - 1 + (t.max_epoch - t.epoch - 1) * t.num_batches
+            eta = datetime.timedelta(seconds=int(t.batch_time.avg * remaining))
+            logger.info("epoch [%d/%d] batch [%d/%d] time %.3f (%.3f) data %.3f (%.3f) %s lr %.4e eta %s",
+                        t.epoch + 1, t.max_epoch, t.batch_idx + 1, t.num_batches, t.batch_time.val,
+                        t.batch_time.avg, t.data_time.val, t.data_time.avg, t.loss_meter, lr, eta)
+        n_iter = t.epoch * t.num_batches + t.batch_idx
+        for name, meter in t.loss_meter.meters.items():
+            t.write_scalar(f"train/{name}", meter.avg, n_iter)
+        t.write_scalar("train/lr", lr, n_iter)
+
+    def close(self) -> None:
+        self.trainer.close_writer()
+
+
+class FinalEvalHook(HookBase):
+    """After the last epoch: log ``Finished training``, deploy the final model and test it (unless NO_TEST)."""
+
+    def after_train(self) -> None:
+        t = self.trainer
+        logger.info("Finished training")
+        if t.cfg.TEST.NO_TEST:
+            return
+        if t.cfg.TEST.FINAL_MODEL == "best_val":
+            logger.info("Deploy the model with the best val performance")
+            t.load_model(t.output_dir)
+        else:
+            logger.info("Deploy the last-epoch model")
+        t.test()
+
+
+def default_hooks() -> List[HookBase]:
+    """The hooks every trainer gets, in the documented order (see the module docstring)."""
+    return [LRStepHook(), BestValHook(), CheckpointHook(), MetricsHook(), FinalEvalHook()]
+
+
+def find_hook(hooks: List[HookBase], kind: type) -> Optional[HookBase]:
+    """The first hook of type ``kind`` (None if absent)."""
+    return next((h for h in hooks if isinstance(h, kind)), None)

@@ -1,0 +1,396 @@
+"""The training loop: a Dassl-compatible template-method trainer whose epoch-level work is done by hooks.
+
+Subclasses implement ``build_model`` (build ``self.model``, call ``register_model``) and ``forward_backward``
+(one batch: forward, ``model_backward_and_update(loss)``, return ``{"loss": float, ...}``). Everything else
+(data, LR stepping, checkpoints, resume, evaluation, logs, TensorBoard) is here or in engine/hooks.py, whose
+docstring gives the hook order. The LR is stepped once per epoch by ``LRStepHook``, never in
+``forward_backward``.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import (BEST_FILE, POINTER_FILE, atomic_write, epoch_file, get_rng_state,
+                         learnable_state_dict, load_checkpoint, load_learnable, save_checkpoint, set_rng_state)
+from .evaluation import build_evaluator
+from .hooks import HookBase, default_hooks
+from .logging import AverageMeter, MetricMeter
+from .precision import Precision
+
+logger = logging.getLogger(__name__)
+
+Names = Optional[Union[str, Sequence[str]]]
+
+
+class TrainerBase:
+    """Base trainer (Dassl ``SimpleTrainer``/``TrainerX`` names, so official trainers port by import changes).
+
+    Construction: ``cfg`` -> device, output dir, ``build_data_loader()``, ``build_model()``, evaluator, hooks.
+
+    Attributes set here: ``cfg``, ``device``, ``output_dir``, ``start_epoch``, ``epoch``, ``max_epoch``,
+    ``precision`` (fp32 until the subclass calls ``build_precision``), ``dm``, ``train_loader_x``,
+    ``val_loader``, ``test_loader``, ``num_classes``, ``lab2cname``, ``classnames``, ``evaluator``.
+    """
+
+    #: extra checkpoint key prefixes to ignore when loading (frozen parts named differently by a method)
+    checkpoint_ignore_prefixes: Sequence[str] = ()
+
+    def __init__(self, cfg) -> None:
+        self._models: "OrderedDict[str, nn.Module]" = OrderedDict()
+        self._optims: "OrderedDict[str, Any]" = OrderedDict()
+        self._scheds: "OrderedDict[str, Any]" = OrderedDict()
+        self._writer = None
+        self._hooks: List[HookBase] = []
+        self.cfg = cfg
+        use_cuda = cfg.USE_CUDA and torch.cuda.is_available()
+        self.device = torch.device("cuda" if use_cuda else "cpu")
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+        self.batch_idx = self.num_batches = 0
+        self.best_result = -float("inf")
+        self.precision = Precision("fp32", self.device)
+        self.check_cfg(cfg)
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.register_hooks(self.build_hooks())
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        """Add this trainer's config node (e.g. ``cfg.TRAINER.COOP``); called by ``train.setup_cfg``."""
+
+    def check_cfg(self, cfg) -> None:
+        """Validate trainer-specific settings (default: nothing)."""
+
+    def build_data_loader(self) -> None:
+        """``self.dm = DataManager(cfg)`` and copy its loaders / label maps onto the trainer."""
+        from .data import DataManager  # lazy: data pipelines are only needed when a trainer is built
+
+        dm = DataManager(self.cfg)
+        self.dm = dm
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = getattr(dm, "train_loader_u", None)
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.lab2cname = dm.lab2cname
+        self.classnames = dm.classnames
+
+    def build_model(self) -> None:
+        """Build ``self.model`` (holding every learnable tensor) and ``register_model`` it with optim/sched."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build_model()")
+
+    def build_precision(self, prec: str) -> Precision:
+        """The precision policy for ``prec`` (fp32 | fp16 | bf16 | amp) on this trainer's device."""
+        return Precision(prec, self.device)
+
+    def build_hooks(self) -> List[HookBase]:
+        """Hooks in execution order (see engine/hooks.py); override to add or replace some."""
+        return default_hooks()
+
+    def register_hooks(self, hooks: Sequence[HookBase]) -> None:
+        for h in hooks:
+            h.trainer = self
+            self._hooks.append(h)
+
+    def register_model(self, name: str = "model", model: Optional[nn.Module] = None, optim=None,
+                       sched=None) -> None:
+        """Register ``model`` (saved / loaded / mode-toggled under ``name``) with its optimizer and scheduler."""
+        if "_models" not in self.__dict__:
+            raise AttributeError("register_model() called before TrainerBase.__init__()")
+        if name in self._models:
+            raise KeyError(f"A model named {name!r} is already registered")
+        if model is None:
+            raise ValueError(f"register_model({name!r}): model is None")
+        self._models[name], self._optims[name], self._scheds[name] = model, optim, sched
+
+    def get_model_names(self, names: Names = None) -> List[str]:
+        real = list(self._models)
+        if names is None:
+            return real
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self._models]
+        if unknown:
+            raise KeyError(f"Unknown model name(s) {unknown}; registered: {real}")
+        return names
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result: Optional[float] = None,
+                   model_name: str = "") -> None:
+        """Save every registered model to ``<directory>/<name>/model.pth.tar-<epoch + 1>`` (or ``model_name``).
+
+        Only learnable tensors are written; optimizer/scheduler states and RNG states come along for resuming.
+        """
+        for name in self.get_model_names():
+            optim, sched = self._optims[name], self._scheds[name]
+            state = {"state_dict": learnable_state_dict(self._models[name]), "epoch": epoch + 1,
+                     "optimizer": None if optim is None else optim.state_dict(),
+                     "scheduler": None if sched is None else sched.state_dict(),
+                     "val_result": val_result, "rng_state": get_rng_state(),
+                     "precision": self.precision.state_dict()}
+            save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name,
+                            update_pointer=not model_name)
+
+    def resume_model_if_exist(self, directory: str, required: bool = False) -> int:
+        """Restore model, optimizer, scheduler and RNG states from ``<directory>/<name>/checkpoint``.
+
+        Returns the epoch to start from (0 when nothing is found). ``required`` (an explicit ``--resume``):
+        a missing checkpoint raises FileNotFoundError instead of training from scratch.
+        """
+        names = self.get_model_names()
+        pointers = [os.path.join(directory, n, POINTER_FILE) for n in names]
+        missing = [p for p in pointers if not os.path.isfile(p)]
+        if not names or missing:
+            if required and missing:
+                raise FileNotFoundError(f"Cannot resume from {directory}: no checkpoint pointer at {missing}")
+            logger.info("No checkpoint found, train from scratch")
+            return 0
+        logger.info("Found checkpoint at %s (will resume training)", directory)
+        start_epoch = 0
+        for name, pointer in zip(names, pointers):
+            with open(pointer) as f:
+                path = os.path.join(directory, name, f.readline().strip())
+            ckpt = load_checkpoint(path)
+            load_learnable(self._models[name], ckpt["state_dict"], source=path,
+                           ignore_prefixes=self.checkpoint_ignore_prefixes)
+            self._restore_optim_sched(name, ckpt, path)
+            self.precision.load_state_dict(ckpt.get("precision") or {})
+            if ckpt.get("rng_state"):
+                set_rng_state(ckpt["rng_state"])
+            start_epoch = int(ckpt["epoch"])
+            logger.info("Loaded %s (previous epoch: %d)", path, start_epoch)
+        return start_epoch
+
+    def _restore_optim_sched(self, name: str, ckpt: Dict[str, Any], path: str) -> None:
+        for key, obj in (("optimizer", self._optims[name]), ("scheduler", self._scheds[name])):
+            if obj is None or ckpt.get(key) is None:
+                continue
+            try:
+                obj.load_state_dict(ckpt[key])
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"{path}: the saved {key} state does not fit {name!r} ({e}); files that "
+                                 f"optimised the whole CLIP can be evaluated (load_model) but not resumed") from e
+
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
+        """Load learnable weights from ``<directory>/<name>/model.pth.tar-<epoch>`` (``model-best.pth.tar`` if
+        ``epoch`` is None), ours or official (whole-CLIP files: frozen keys are ignored)."""
+        if not directory:
+            logger.info("Note that load_model() is skipped as no pretrained model is given "
+                        "(ignore this if it's done on purpose)")
+            return
+        fname = BEST_FILE if epoch is None else epoch_file(epoch)
+        for name in self.get_model_names():
+            path = os.path.join(directory, name, fname)
+            if not os.path.isfile(path):
+                folder = os.path.dirname(path)
+                have = sorted(os.listdir(folder)) if os.path.isdir(folder) else "folder missing"
+                raise FileNotFoundError(f"No model at {path} (found in {folder}: {have})")
+            ckpt = load_checkpoint(path)
+            load_learnable(self._models[name], ckpt["state_dict"], source=path,
+                           ignore_prefixes=self.checkpoint_ignore_prefixes)
+            logger.info("Load %s to %s (epoch=%s, val_result=%s)", path, name, ckpt.get("epoch"),
+                        ckpt.get("val_result"))
+
+    # ------------------------------------------------------------------ modes, LR, backward
+    def set_model_mode(self, mode: str = "train", names: Names = None) -> None:
+        """``train()`` or ``eval()`` the registered models only (frozen parts outside them are untouched)."""
+        if mode not in ("train", "eval", "test"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        for name in self.get_model_names(names):
+            self._models[name].train(mode == "train")
+
+    def update_lr(self, names: Names = None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def get_current_lr(self, names: Names = None) -> float:
+        """LR of the first param group of the first registered optimizer (0.0 without one)."""
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                return self._optims[name].param_groups[0]["lr"]
+        return 0.0
+
+    def _non_finite_message(self, what: str) -> str:
+        return (f"{what} is NaN or infinite at epoch {self.epoch + 1}/{self.max_epoch}, batch "
+                f"{self.batch_idx + 1}/{self.num_batches}. Training stopped; checkpoints already in "
+                f"{self.output_dir} are left untouched. Try: a lower OPTIM.LR (now {self.get_current_lr():.4e}), "
+                f"PREC fp32 instead of {self.precision.mode!r} if it is fp16/amp, a longer warm-up "
+                f"(OPTIM.WARMUP_EPOCH), or check the inputs for NaN.")
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        """Raise FloatingPointError (naming epoch / batch and what to try) if ``loss`` is not finite."""
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(self._non_finite_message("Loss"))
+
+    def model_zero_grad(self, names: Names = None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        self.precision.backward(loss)
+
+    def model_update(self, names: Names = None) -> None:
+        self.precision.step([self._optims[n] for n in self.get_model_names(names)])
+
+    def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
+        """Zero grads, check ``loss`` is finite, backward (through ``self.precision``), optimizer step."""
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+    # ------------------------------------------------------------------ tensorboard
+    def init_writer(self, log_dir: str) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # lazy: imports tensorboard
+
+            os.makedirs(log_dir, exist_ok=True)
+            logger.info("Initialize tensorboard (log_dir=%s)", log_dir)
+            self._writer = SummaryWriter(log_dir=log_dir)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write_scalar(self, tag: str, value: float, global_step: Optional[int] = None) -> None:
+        if self._writer is not None:  # only training opens a writer
+            self._writer.add_scalar(tag, value, global_step)
+
+    # ------------------------------------------------------------------ loop
+    def train(self, start_epoch: Optional[int] = None, max_epoch: Optional[int] = None) -> None:
+        """Run epochs ``[start_epoch, max_epoch)``; by default resume from the output dir / ``cfg.RESUME``."""
+        if max_epoch is not None:
+            self.max_epoch = max_epoch
+        try:
+            self.before_train()
+            if start_epoch is not None:
+                self.start_epoch = start_epoch
+            for self.epoch in range(self.start_epoch, self.max_epoch):
+                self.before_epoch()
+                self.run_epoch()
+                self.after_epoch()
+            self.after_train()
+        finally:
+            for h in self._hooks:
+                h.close()
+
+    def before_train(self) -> None:
+        resume = self.cfg.RESUME
+        self.start_epoch = self.resume_model_if_exist(resume or self.output_dir, required=bool(resume))
+        self.time_start = time.time()
+        for h in self._hooks:
+            h.before_train()
+
+    def before_epoch(self) -> None:
+        for h in self._hooks:
+            h.before_epoch()
+
+    def after_epoch(self) -> None:
+        for h in self._hooks:
+            h.after_epoch()
+
+    def after_train(self) -> None:
+        for h in self._hooks:
+            h.after_train()
+        elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
+        logger.info("Elapsed: %s", elapsed)
+
+    def run_epoch(self) -> None:
+        """One pass over ``train_loader_x``: ``forward_backward`` per batch, meters, ``after_step`` hooks."""
+        self.set_model_mode("train")
+        self.loss_meter, self.batch_time, self.data_time = MetricMeter(), AverageMeter(), AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+        end = time.time()
+        for self.batch_idx, batch in enumerate(self.train_loader_x):
+            self.data_time.update(time.time() - end)
+            summary = self.forward_backward(batch)
+            self.loss_meter.update(summary)
+            bad = [k for k, v in summary.items() if not torch.isfinite(torch.as_tensor(v)).all()]
+            if bad:  # a trainer that steps its optimizer itself: still stop before anything is saved
+                raise FloatingPointError(self._non_finite_message(f"{bad[0]!r}"))
+            self.batch_time.update(time.time() - end)
+            for h in self._hooks:
+                h.after_step()
+            end = time.time()
+
+    def forward_backward(self, batch: Dict[str, Any]) -> Dict[str, float]:
+        """One training step on ``batch``; returns ``{"loss": float, ...}``. Must NOT step the LR."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_backward()")
+
+    def parse_batch_train(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(img (B,3,H,W), label (B,))`` on ``self.device``."""
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def parse_batch_test(self, batch: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` for a test batch."""
+        return self.model(input)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def test(self, split: Optional[str] = None) -> Dict[str, float]:
+        """Evaluate on ``split`` ("test" or "val"; default ``TEST.SPLIT``; val falls back to test if absent).
+
+        Logs the result block, writes ``<output>/results.json`` (and ``predictions.json`` with
+        ``TEST.SAVE_PREDICTIONS``), and returns the evaluator's dict (accuracy, error_rate, macro_f1, ...).
+        """
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            loader = self.val_loader
+        else:
+            split, loader = "test", self.test_loader
+        logger.info("Evaluate on the *%s* set", split)
+        preds: List[Dict[str, Any]] = []
+        for batch in loader:
+            images, labels = self.parse_batch_test(batch)
+            logits = self.model_inference(images)  # (B, C)
+            self.evaluator.process(logits, labels)
+            if self.cfg.TEST.SAVE_PREDICTIONS:
+                preds.extend(self._prediction_rows(batch, labels, logits))
+        results = self.evaluator.evaluate()
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+        self._write_results(split, results, preds)
+        return dict(results)
+
+    @staticmethod
+    def _prediction_rows(batch, labels: torch.Tensor, logits: torch.Tensor) -> List[Dict[str, Any]]:
+        impaths = batch.get("impath") or [None] * len(labels)
+        logits = logits.float().cpu()
+        return [{"impath": p, "label": int(y), "pred": int(row.argmax()), "logits": row.tolist()}
+                for p, y, row in zip(impaths, labels.cpu().tolist(), logits)]
+
+    def _write_results(self, split: str, results: Dict[str, float], preds: List[Dict[str, Any]]) -> None:
+        os.makedirs(self.output_dir, exist_ok=True)
+        payload = dict(results, split=split, num_images=self.evaluator.total, correct=self.evaluator.correct,
+                       total=self.evaluator.total)
+        files = {"results.json": payload}
+        if self.cfg.TEST.SAVE_PREDICTIONS:
+            files["predictions.json"] = preds
+        for fname, obj in files.items():
+            def write(tmp: str, obj=obj) -> None:
+                with open(tmp, "w") as f:
+                    json.dump(obj, f, indent=1)
+            atomic_write(write, os.path.join(self.output_dir, fname))
+
+
+TrainerX = TrainerBase  # Dassl name used by the official trainers
+SimpleTrainer = TrainerBase

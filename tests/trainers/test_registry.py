@@ -1,0 +1,81 @@
+"""Every registered trainer on a tiny random CLIP: shapes, finite values, gradients reach exactly the learner."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import trainers  # noqa: F401  (fills the registry)
+from engine import TRAINER_REGISTRY
+
+from .helpers import build, caltech_argv
+
+TRAINABLE = [name for name, cls in TRAINER_REGISTRY if not name.startswith("ZeroshotCLIP")]
+CONFIG = {"CoOp": "CoOp/vit_b16.yaml"}
+
+
+def _trainer(name, data_root, tmp_path, tiny_clip_path, extra=()):
+    argv = caltech_argv(data_root, tmp_path / "out", tiny_clip_path, name, CONFIG.get(name, "CoOp/vit_b16.yaml"),
+                        32, [*extra, "DATALOADER.TRAIN_X.BATCH_SIZE", "4"])
+    return build(argv)
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_trainable_trainer_contract(name, data_root, tmp_path, tiny_clip_path):
+    trainer = _trainer(name, data_root, tmp_path, tiny_clip_path)
+    batch = next(iter(trainer.dm.train_loader_x))
+    assert set(batch) >= {"img", "label", "impath"}
+    trainer.set_model_mode("train")
+    out = trainer.forward_backward({"img": batch["img"], "label": batch["label"]})
+    assert torch.isfinite(torch.tensor(out["loss"]))
+    with_grad = {n for n, p in trainer.model.named_parameters() if p.grad is not None}
+    learnable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert learnable and with_grad == learnable
+    for n, p in trainer.model.named_parameters():
+        if p.requires_grad:
+            assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, n
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        logits = trainer.model_inference(batch["img"])
+    assert logits.shape == (batch["img"].shape[0], trainer.dm.num_classes)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("position", ["end", "middle", "front"])
+@pytest.mark.parametrize("csc", ["False", "True"])
+def test_coop_positions_and_csc(position, csc, data_root, tmp_path, tiny_clip_path):
+    trainer = _trainer("CoOp", data_root, tmp_path, tiny_clip_path,
+                       ["TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.CSC", csc,
+                        "TRAINER.COOP.CLASS_TOKEN_POSITION", position, "TRAINER.COOP.PREC", "fp32"])
+    learner = trainer.model.prompt_learner
+    n_cls = trainer.dm.num_classes
+    assert learner.ctx.shape == ((n_cls, 4, 64) if csc == "True" else (4, 64))
+    inputs = learner.text_inputs()
+    if position == "end":
+        assert inputs["shallow"] is learner.ctx
+        return
+    emb = inputs["embeddings"]  # (C, L, D)
+    tokens = learner.tokens
+    ctx = learner.class_context()
+    word = trainer.model.clip.token_embedding
+    for c in range(n_cls):
+        name_len = int((tokens[c] == tokens[c].max()).nonzero()[0]) - 4 - 2  # EOT - ctx - SOS - "."
+        cls_tokens = word(tokens[c, 5:5 + name_len])
+        if position == "middle":
+            expect = torch.cat([ctx[c, :2], cls_tokens, ctx[c, 2:]])
+        else:
+            expect = torch.cat([cls_tokens, ctx[c]])
+        torch.testing.assert_close(emb[c, 1:1 + 4 + name_len], expect)
+        torch.testing.assert_close(emb[c, 0], word(tokens[c, :1])[0])
+
+
+def test_unknown_precision_and_position_are_clear(data_root, tmp_path, tiny_clip_path):
+    with pytest.raises(ValueError, match="TRAINER.COOP.PREC"):
+        _trainer("CoOp", data_root, tmp_path, tiny_clip_path, ["TRAINER.COOP.PREC", "fp8"])
+    with pytest.raises(ValueError, match="CLASS_TOKEN_POSITION"):
+        _trainer("CoOp", data_root, tmp_path, tiny_clip_path, ["TRAINER.COOP.CLASS_TOKEN_POSITION", "left"])
+
+
+def test_input_size_mismatch_is_clear(data_root, tmp_path, tiny_clip_path):
+    argv = caltech_argv(data_root, tmp_path / "out", tiny_clip_path, "CoOp", "CoOp/vit_b16.yaml", 64)
+    with pytest.raises(ValueError, match=r"INPUT.SIZE \(32, 32\)"):
+        build(argv)

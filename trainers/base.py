@@ -1,0 +1,166 @@
+"""Glue shared by every prompt-learning trainer: load CLIP once, freeze it, wrap CLIP + learner, one precision.
+
+A method is a *learner*: an ``nn.Module`` that owns every learnable tensor and says which prompts enter which
+tower (see clip/prompts.py). ``PromptedCLIP`` turns (frozen CLIP, learner) into a classifier, and
+``PromptTrainer`` does what all methods share (loading, freezing, precision, optimiser, checkpoint name).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clip import clip
+from clip.model import CLIP
+from engine.optim import build_lr_scheduler, build_optimizer
+from engine.trainer import TrainerBase
+
+logger = logging.getLogger(__name__)
+
+VisionPrompts = Tuple[Optional[torch.Tensor], Optional[Dict[int, Any]]]
+
+
+def load_clip(cfg) -> CLIP:
+    """Load the CLIP named by ``MODEL.BACKBONE.PATH`` (a local file) or ``MODEL.BACKBONE.NAME`` (downloaded).
+
+    Returns an fp32 model in eval mode on the CPU; precision is applied later, in one place.
+    """
+    source = cfg.MODEL.BACKBONE.PATH or cfg.MODEL.BACKBONE.NAME
+    if not source:
+        raise ValueError("No CLIP model given: set MODEL.BACKBONE.NAME (e.g. ViT-B/16) or MODEL.BACKBONE.PATH "
+                         "(a local checkpoint)")
+    logger.info("Loading CLIP (backbone: %s)", source)
+    model, _ = clip.load(source, device="cpu")
+    return model.eval()
+
+
+def check_input_size(cfg, clip_model: CLIP) -> None:
+    """The images must have the resolution the CLIP was trained at (its positional embedding is fixed)."""
+    expected = clip_model.visual.input_resolution
+    if tuple(cfg.INPUT.SIZE) != (expected, expected):
+        raise ValueError(f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but the CLIP model expects {expected}x{expected} "
+                         f"images: set INPUT.SIZE ({expected}, {expected})")
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Turn off gradients of every parameter of ``module`` (the frozen CLIP)."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def clean_classnames(classnames: Iterable[str]) -> List[str]:
+    """Class names as they enter a prompt: underscores become spaces (as the official code does)."""
+    return [name.replace("_", " ") for name in classnames]
+
+
+class PromptLearnerBase(nn.Module):
+    """What a method implements: the prompts for each tower. Override the two methods that apply."""
+
+    def vision_prompts(self) -> VisionPrompts:
+        """``(shallow, deep)`` for ``CLIP.encode_image``; ``(None, None)`` = plain image tower."""
+        return None, None
+
+    def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+        """Keyword arguments of ``CLIP.encode_text`` (``text`` ids (C, L) and optional prompts)."""
+        raise NotImplementedError
+
+
+class PromptedCLIP(nn.Module):
+    """Frozen CLIP + learner -> logits ``(B, C) = exp(logit_scale) * cos(image, class text)``.
+
+    The learner lives at ``self.prompt_learner`` so checkpoint keys of methods that register the whole model
+    read ``prompt_learner.<name>`` as in the official files.
+    """
+
+    def __init__(self, clip_model: CLIP, prompt_learner: PromptLearnerBase) -> None:
+        super().__init__()
+        self.clip = clip_model
+        self.prompt_learner = prompt_learner
+
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        """Normalised image features ``(B, E)``."""
+        shallow, deep = self.prompt_learner.vision_prompts()
+        feats = self.clip.encode_image(image.to(self.clip.dtype), shallow=shallow, deep=deep)  # (B, E)
+        return F.normalize(feats.float(), dim=-1)
+
+    def text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Normalised class text features ``(C, E)``."""
+        feats = self.clip.encode_text(**self.prompt_learner.text_inputs(image_features))  # (C, E)
+        return F.normalize(feats.float(), dim=-1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        img = self.image_features(image)  # (B, E)
+        txt = self.text_features(img)  # (C, E)
+        return self.clip.logit_scale.exp().float() * img @ txt.t()  # (B, C)
+
+
+class PromptTrainer(TrainerBase):
+    """Shared trainer for prompt learners; subclasses set ``CFG_NODE`` and implement ``build_learner``.
+
+    ``REGISTERED_NAME`` is the Dassl model name used for checkpoint folders (the official one per method);
+    ``REGISTER_WHOLE_MODEL`` registers the whole ``PromptedCLIP`` (keys ``prompt_learner.*``) instead of the learner.
+    """
+
+    CFG_NODE: str = ""
+    REGISTERED_NAME: str = "prompt_learner"
+    REGISTER_WHOLE_MODEL: bool = False
+    PRECISIONS: Sequence[str] = ("fp16", "fp32", "amp", "bf16")
+
+    @property
+    def method_cfg(self):
+        """This method's config node, e.g. ``cfg.TRAINER.COOP``."""
+        return self.cfg.TRAINER[self.CFG_NODE]
+
+    def build_learner(self, clip_model: CLIP, classnames: List[str]) -> PromptLearnerBase:
+        """Return the method's learner for these class names (names as in the dataset)."""
+        raise NotImplementedError
+
+    def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> nn.Module:
+        """The module ``trainer.model`` becomes; override for methods whose logits are computed differently."""
+        return PromptedCLIP(clip_model, learner)
+
+    def build_model(self) -> None:
+        prec = self.method_cfg.PREC
+        if prec not in self.PRECISIONS:
+            raise ValueError(f"TRAINER.{self.CFG_NODE}.PREC is {prec!r}; choose one of {list(self.PRECISIONS)}")
+        clip_model = load_clip(self.cfg)
+        check_input_size(self.cfg, clip_model)
+        freeze(clip_model)
+        learner = self.build_learner(clip_model, list(self.dm.dataset.classnames))
+        self.model = self.build_wrapper(clip_model, learner)
+        if self.cfg.MODEL.INIT_WEIGHTS:
+            self.load_init_weights(self.cfg.MODEL.INIT_WEIGHTS)
+        self.precision = self.build_precision(prec)
+        # The frozen towers may run in low precision; learnable tensors stay fp32.
+        clip_model.to(device=self.device, dtype=self.precision.frozen_dtype)
+        learner.to(self.device)
+        registered = self.model if self.REGISTER_WHOLE_MODEL else learner
+        n_learn = sum(p.numel() for p in registered.parameters() if p.requires_grad)
+        logger.info("Learnable parameters: %d (%s)", n_learn, self.REGISTERED_NAME)
+        optim = build_optimizer(registered, self.cfg.OPTIM)
+        sched = build_lr_scheduler(optim, self.cfg.OPTIM)
+        self.register_model(self.REGISTERED_NAME, registered, optim, sched)
+
+    def load_init_weights(self, path: str) -> None:
+        """Initialise the learner from a checkpoint file (``MODEL.INIT_WEIGHTS``)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+        missing, unexpected = self.model.prompt_learner.load_state_dict(state, strict=False)
+        logger.info("Initialised the learner from %s (missing %s, ignored %s)", path, missing, unexpected)
+
+    def forward_backward(self, batch: Dict[str, Any]) -> Dict[str, float]:
+        image, label = self.parse_batch_train(batch)
+        with self.precision.autocast():
+            logits = self.model(image)  # (B, C)
+            loss = F.cross_entropy(logits.float(), label)
+        self.model_backward_and_update(loss)
+        acc = (logits.argmax(dim=1) == label).float().mean().item() * 100.0
+        return {"loss": loss.item(), "acc": acc}
+
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model(image).float()

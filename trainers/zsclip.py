@@ -1,0 +1,78 @@
+"""Zero-shot CLIP: class text features from hand-written templates, no learning."""
+from __future__ import annotations
+
+import logging
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clip import clip
+from clip.model import CLIP
+from engine import TRAINER_REGISTRY
+from engine.trainer import TrainerBase
+
+from .base import check_input_size, clean_classnames, freeze, load_clip
+from .templates import IMAGENET_TEMPLATES_SELECT, template_for
+
+logger = logging.getLogger(__name__)
+
+
+class ZeroShotClassifier(nn.Module):
+    """Frozen CLIP + fixed class text features ``(C, E)`` (mean over templates, renormalised)."""
+
+    def __init__(self, clip_model: CLIP, classnames: List[str], templates: Sequence[str]) -> None:
+        super().__init__()
+        self.clip = clip_model
+        feats = 0.0
+        with torch.no_grad():
+            for template in templates:
+                tokens = clip.tokenize([template.format(c) for c in clean_classnames(classnames)])
+                feats = feats + F.normalize(clip_model.encode_text(tokens).float(), dim=-1)  # (C, E)
+        self.register_buffer("text_features", F.normalize(feats / len(templates), dim=-1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        img = F.normalize(self.clip.encode_image(image.to(self.clip.dtype)).float(), dim=-1)  # (B, E)
+        return self.clip.logit_scale.exp().float() * img @ self.text_features.t()  # (B, C)
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(TrainerBase):
+    """Zero-shot CLIP (Radford et al., ICML 2021) with one hand-written template per dataset."""
+
+    def templates(self) -> List[str]:
+        return [template_for(self.cfg.DATASET.NAME)]
+
+    def build_model(self) -> None:
+        clip_model = freeze(load_clip(self.cfg))
+        check_input_size(self.cfg, clip_model)
+        templates = self.templates()
+        logger.info("Prompt templates (%d): %s", len(templates), templates)
+        # Text features are computed once in fp32; on a GPU the image tower runs in fp16 as the official code.
+        self.model = ZeroShotClassifier(clip_model, list(self.dm.dataset.classnames), templates)
+        self.precision = self.build_precision("fp16" if self.device.type == "cuda" else "fp32")
+        self.model.to(self.device)
+        clip_model.to(dtype=self.precision.frozen_dtype)
+
+    def forward_backward(self, batch):
+        raise RuntimeError(f"{type(self).__name__} has nothing to train: run it with --eval-only")
+
+    def train(self, *args, **kwargs):
+        logger.info("%s has nothing to train; evaluating instead", type(self).__name__)
+        return self.test()
+
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model(image).float()
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP2(ZeroshotCLIP):
+    """Zero-shot CLIP with the 7-template ensemble (+ the dataset's own template outside ImageNet)."""
+
+    def templates(self) -> List[str]:
+        templates = list(IMAGENET_TEMPLATES_SELECT)
+        if self.cfg.DATASET.NAME != "ImageNet":
+            templates.append(template_for(self.cfg.DATASET.NAME))
+        return templates
