@@ -72,8 +72,9 @@ def _config_error(err: Exception, source: str) -> ConfigError:
     msg = str(err.args[0]) if err.args else str(err)
     unknown = re.search(r"Non-existent (?:config )?key: (\S+)", msg)
     if unknown:
+        trainers_known = ", ".join(TRAINER_REGISTRY.registered_names())
         return ConfigError(f"Unknown config key {unknown.group(1)!r} in {source}. Check its spelling, or whether "
-                           f"the trainer that defines it is registered ({', '.join(TRAINER_REGISTRY.registered_names())})")
+                           f"the trainer that defines it is registered ({trainers_known})")
     return ConfigError(f"Invalid config in {source}: {msg}")
 
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from .loading import MODEL_URLS, read_state_dict, resolve_model_path
-from .model import CLIP, build_model, cast_model
+from .model import CLIP, build_model
 from .tokenizer import get_tokenizer
 
 __all__ = ["available_models", "load", "tokenize"]
@@ -64,9 +64,9 @@ def load(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device]
         logger.warning("clip.load(jit=True): returning the eager model instead, since the TorchScript graph "
                        "cannot take prompt tokens")
     path = resolve_model_path(name_or_path, download_root)
-    model = build_model(read_state_dict(path), source=str(path)).to(device)
-    if torch.device(device).type == "cpu":
-        cast_model(model, torch.float32)  # as OpenAI: fp16 kernels are slow or missing on CPU
+    # as OpenAI: fp32 on CPU (fp16 kernels are slow or missing there), mixed fp16 on accelerators
+    dtype = torch.float32 if torch.device(device).type == "cpu" else torch.float16
+    model = build_model(read_state_dict(path), source=str(path), dtype=dtype).to(device)
     return model, image_transform(model.visual.input_resolution)
 
 

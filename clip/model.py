@@ -48,6 +48,10 @@ class SelfAttention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
         self.in_proj_bias = nn.Parameter(torch.empty(3 * width))
         self.out_proj = nn.Linear(width, width)
+        if not self.in_proj_weight.is_meta:  # as nn.MultiheadAttention (meta: values come from a checkpoint)
+            nn.init.xavier_uniform_(self.in_proj_weight)
+            nn.init.zeros_(self.in_proj_bias)
+            nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, width = x.shape  # (N, L, D)
@@ -422,16 +426,17 @@ def _check_keys(model: nn.Module, state_dict: dict, config: dict, source: str) -
         )
 
 
-def build_model(state_dict: dict, source: str = "state_dict") -> CLIP:
+def build_model(state_dict: dict, source: str = "state_dict", dtype: torch.dtype = torch.float16) -> CLIP:
     """Build a CLIP from an OpenAI-layout state_dict with strict key matching, in eval mode.
 
     The architecture is inferred from tensor shapes; ``input_resolution`` / ``context_length`` / ``vocab_size``
-    entries are ignored and a ``logit_scale`` of shape ``[1]`` is accepted. Like OpenAI's ``build_model`` the
-    result is in mixed fp16 (see ``cast_model``); call ``cast_model(model, torch.float32)`` for fp32.
+    entries are ignored and a ``logit_scale`` of shape ``[1]`` is accepted. The default precision is OpenAI's
+    ``build_model``: mixed fp16 (see ``cast_model``).
 
     Args:
         state_dict: ``{key: tensor}`` (not modified).
         source: the file name (or a description) used in error messages.
+        dtype: precision passed to ``cast_model`` (``torch.float32`` gives an all-fp32 model).
     """
     weights = {k: v for k, v in state_dict.items() if k not in METADATA_KEYS}
     try:
@@ -446,11 +451,12 @@ def build_model(state_dict: dict, source: str = "state_dict") -> CLIP:
     # Building on the meta device skips the random init of ~100M parameters that loading overwrites anyway.
     with torch.device("meta"):
         model = CLIP(**config)
-    model = model.to_empty(device="cpu")
+    # precision is set before memory exists, so loading converts each checkpoint tensor once
+    model = cast_model(model, dtype).to_empty(device="cpu")
     _check_keys(model, weights, config, source)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:  # shape mismatches
         raise CheckpointError(f"{source} does not fit the inferred CLIP architecture {config}: {err}") from None
     logger.debug("built CLIP from %s: %s", source, config)
-    return cast_model(model, torch.float16).eval()
+    return model.eval()

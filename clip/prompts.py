@@ -91,9 +91,7 @@ def append_tokens(x: torch.Tensor, prompt: torch.Tensor, what: str = "vision pro
 
 def resolve_deep(source: PromptSource, x: torch.Tensor, index: int) -> torch.Tensor:
     """The tensor a deep entry stands for: the tensor itself, or ``source(x, index)`` for a callable."""
-    if callable(source) and not isinstance(source, torch.Tensor):
-        return source(x, index)
-    return source
+    return source(x, index) if callable(source) else source
 
 
 def check_deep(deep: Optional[DeepPrompts], num_blocks: int, tower: str) -> None:

@@ -5,13 +5,15 @@ The classification evaluator prints the official result block (``=> result``, ``
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import OrderedDict, defaultdict
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from .checkpoint import atomic_write
 from .registry import EVALUATOR_REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -159,3 +161,30 @@ class Classification(EvaluatorBase):
             torch.save(confusion_matrix(self.y_true, self.y_pred, normalize=True), path)
             logger.info("Confusion matrix is saved to %s", path)
         return results
+
+
+def prediction_rows(impaths: Optional[Sequence[str]], labels: torch.Tensor,
+                    logits: torch.Tensor) -> List[Dict[str, Any]]:
+    """``[{"impath", "label", "pred", "logits"}]`` for one batch; ``labels`` (B,), ``logits`` (B, C)."""
+    impaths = list(impaths) if impaths is not None else [None] * len(labels)
+    logits = logits.float().cpu()
+    return [{"impath": p, "label": int(y), "pred": int(row.argmax()), "logits": row.tolist()}
+            for p, y, row in zip(impaths, labels.cpu().tolist(), logits)]
+
+
+def write_results(output_dir: str, split: str, results: Dict[str, float], evaluator: Classification,
+                  predictions: Optional[List[Dict[str, Any]]] = None) -> None:
+    """Write ``<output_dir>/results.json`` (metrics in percent + split, num_images, correct, total) and, if
+    given, ``predictions.json`` (rows of :func:`prediction_rows` in loader order). Atomic writes."""
+    os.makedirs(output_dir, exist_ok=True)
+    payload = dict(results, split=split, num_images=evaluator.total, correct=evaluator.correct,
+                   total=evaluator.total)
+    files: Dict[str, Any] = {"results.json": payload}
+    if predictions is not None:
+        files["predictions.json"] = predictions
+    for fname, obj in files.items():
+        def write(tmp: str, obj=obj) -> None:
+            with open(tmp, "w") as f:
+                json.dump(obj, f, indent=1)
+
+        atomic_write(write, os.path.join(output_dir, fname))

@@ -9,7 +9,6 @@ docstring gives the hook order. The LR is stepped once per epoch by ``LRStepHook
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import time
@@ -19,9 +18,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .checkpoint import (BEST_FILE, POINTER_FILE, atomic_write, epoch_file, get_rng_state,
+from .checkpoint import (BEST_FILE, POINTER_FILE, epoch_file, get_rng_state,
                          learnable_state_dict, load_checkpoint, load_learnable, save_checkpoint, set_rng_state)
-from .evaluation import build_evaluator
+from .evaluation import build_evaluator, prediction_rows, write_results
 from .hooks import HookBase, default_hooks
 from .logging import AverageMeter, MetricMeter
 from .precision import Precision
@@ -134,13 +133,26 @@ class TrainerBase:
         """
         for name in self.get_model_names():
             optim, sched = self._optims[name], self._scheds[name]
-            state = {"state_dict": learnable_state_dict(self._models[name]), "epoch": epoch + 1,
+            state = {"state_dict": self.export_state_dict(name, learnable_state_dict(self._models[name])),
+                     "epoch": epoch + 1,
                      "optimizer": None if optim is None else optim.state_dict(),
                      "scheduler": None if sched is None else sched.state_dict(),
                      "val_result": val_result, "rng_state": get_rng_state(),
                      "precision": self.precision.state_dict()}
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name,
                             update_pointer=not model_name)
+
+    def export_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Hook: rename our learnable keys of model ``name`` to the names its checkpoints carry (default: same).
+
+        Methods whose official checkpoints name tensors differently from our modules override this and
+        :meth:`import_state_dict`, so our files read like the official ones and official files load here.
+        """
+        return state
+
+    def import_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Hook: inverse of :meth:`export_state_dict`, applied to every loaded checkpoint state_dict."""
+        return state
 
     def resume_model_if_exist(self, directory: str, required: bool = False) -> int:
         """Restore model, optimizer, scheduler and RNG states from ``<directory>/<name>/checkpoint``.
@@ -162,7 +174,7 @@ class TrainerBase:
             with open(pointer) as f:
                 path = os.path.join(directory, name, f.readline().strip())
             ckpt = load_checkpoint(path)
-            load_learnable(self._models[name], ckpt["state_dict"], source=path,
+            load_learnable(self._models[name], self.import_state_dict(name, ckpt["state_dict"]), source=path,
                            ignore_prefixes=self.checkpoint_ignore_prefixes)
             self._restore_optim_sched(name, ckpt, path)
             self.precision.load_state_dict(ckpt.get("precision") or {})
@@ -197,7 +209,7 @@ class TrainerBase:
                 have = sorted(os.listdir(folder)) if os.path.isdir(folder) else "folder missing"
                 raise FileNotFoundError(f"No model at {path} (found in {folder}: {have})")
             ckpt = load_checkpoint(path)
-            load_learnable(self._models[name], ckpt["state_dict"], source=path,
+            load_learnable(self._models[name], self.import_state_dict(name, ckpt["state_dict"]), source=path,
                            ignore_prefixes=self.checkpoint_ignore_prefixes)
             logger.info("Load %s to %s (epoch=%s, val_result=%s)", path, name, ckpt.get("epoch"),
                         ckpt.get("val_result"))
@@ -223,11 +235,11 @@ class TrainerBase:
         return 0.0
 
     def _non_finite_message(self, what: str) -> str:
+        prec = f"PREC fp32 instead of {self.precision.mode}, " if self.precision.mode != "fp32" else ""
         return (f"{what} is NaN or infinite at epoch {self.epoch + 1}/{self.max_epoch}, batch "
                 f"{self.batch_idx + 1}/{self.num_batches}. Training stopped; checkpoints already in "
                 f"{self.output_dir} are left untouched. Try: a lower OPTIM.LR (now {self.get_current_lr():.4e}), "
-                f"PREC fp32 instead of {self.precision.mode!r} if it is fp16/amp, a longer warm-up "
-                f"(OPTIM.WARMUP_EPOCH), or check the inputs for NaN.")
+                f"{prec}a longer warm-up (OPTIM.WARMUP_EPOCH), or check the inputs for NaN.")
 
     def detect_anomaly(self, loss: torch.Tensor) -> None:
         """Raise FloatingPointError (naming epoch / batch and what to try) if ``loss`` is not finite."""
@@ -364,32 +376,13 @@ class TrainerBase:
             logits = self.model_inference(images)  # (B, C)
             self.evaluator.process(logits, labels)
             if self.cfg.TEST.SAVE_PREDICTIONS:
-                preds.extend(self._prediction_rows(batch, labels, logits))
+                preds.extend(prediction_rows(batch.get("impath"), labels, logits))
         results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
-        self._write_results(split, results, preds)
+        write_results(self.output_dir, split, results, self.evaluator,
+                      preds if self.cfg.TEST.SAVE_PREDICTIONS else None)
         return dict(results)
-
-    @staticmethod
-    def _prediction_rows(batch, labels: torch.Tensor, logits: torch.Tensor) -> List[Dict[str, Any]]:
-        impaths = batch.get("impath") or [None] * len(labels)
-        logits = logits.float().cpu()
-        return [{"impath": p, "label": int(y), "pred": int(row.argmax()), "logits": row.tolist()}
-                for p, y, row in zip(impaths, labels.cpu().tolist(), logits)]
-
-    def _write_results(self, split: str, results: Dict[str, float], preds: List[Dict[str, Any]]) -> None:
-        os.makedirs(self.output_dir, exist_ok=True)
-        payload = dict(results, split=split, num_images=self.evaluator.total, correct=self.evaluator.correct,
-                       total=self.evaluator.total)
-        files = {"results.json": payload}
-        if self.cfg.TEST.SAVE_PREDICTIONS:
-            files["predictions.json"] = preds
-        for fname, obj in files.items():
-            def write(tmp: str, obj=obj) -> None:
-                with open(tmp, "w") as f:
-                    json.dump(obj, f, indent=1)
-            atomic_write(write, os.path.join(self.output_dir, fname))
 
 
 TrainerX = TrainerBase  # Dassl name used by the official trainers

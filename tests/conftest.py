@@ -51,7 +51,7 @@ def rn50_64px_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_clip_path(tmp_path_factory) -> Path:
-    """A tiny random ViT CLIP (2+2 layers, width 64/32, 32 px) saved as a plain fp16 state_dict."""
+    """A tiny random ViT CLIP (2+2 layers, both widths 64, embed 32, 32 px) saved as a plain fp16 state_dict."""
     import torch
 
     from tools.make_toy_clip import make_toy_clip_state_dict

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, cast_model
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.trainer import TrainerBase
 
@@ -135,8 +135,8 @@ class PromptTrainer(TrainerBase):
         if self.cfg.MODEL.INIT_WEIGHTS:
             self.load_init_weights(self.cfg.MODEL.INIT_WEIGHTS)
         self.precision = self.build_precision(prec)
-        # The frozen towers may run in low precision; learnable tensors stay fp32.
-        clip_model.to(device=self.device, dtype=self.precision.frozen_dtype)
+        # The frozen towers may run in low precision (OpenAI's mixed fp16 layout); learnable tensors stay fp32.
+        cast_model(clip_model.to(self.device), self.precision.frozen_dtype)
         learner.to(self.device)
         registered = self.model if self.REGISTER_WHOLE_MODEL else learner
         n_learn = sum(p.numel() for p in registered.parameters() if p.requires_grad)

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, cast_model
 from engine import TRAINER_REGISTRY
 from engine.trainer import TrainerBase
 
@@ -52,8 +52,7 @@ class ZeroshotCLIP(TrainerBase):
         # Text features are computed once in fp32; on a GPU the image tower runs in fp16 as the official code.
         self.model = ZeroShotClassifier(clip_model, list(self.dm.dataset.classnames), templates)
         self.precision = self.build_precision("fp16" if self.device.type == "cuda" else "fp32")
-        self.model.to(self.device)
-        clip_model.to(dtype=self.precision.frozen_dtype)
+        cast_model(self.model.to(self.device).clip, self.precision.frozen_dtype)
 
     def forward_backward(self, batch):
         raise RuntimeError(f"{type(self).__name__} has nothing to train: run it with --eval-only")

@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 
+from engine.checkpoint import learnable_state_dict, save_checkpoint
 from engine.hooks import (BestValHook, CheckpointHook, FinalEvalHook, HookBase, LRStepHook, MetricsHook,
                           find_hook)
 from engine.logging import close_logger, setup_logger
@@ -73,7 +74,12 @@ def test_two_epochs_log_checkpoint_results(tmp_path):
     ckpt = torch.load(folder / "model.pth.tar-2", map_location="cpu", weights_only=False)
     assert set(ckpt["state_dict"]) == {"ctx", "head.weight", "head.bias"} and ckpt["epoch"] == 2
     assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.05)  # next epoch's LR (cosine, T=2)
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "test/accuracy", "test/macro_f1"} <= set(events.Tags()["scalars"])
+    assert [e.value for e in events.Scalars("train/lr")] == pytest.approx([1e-2] * 6 + [0.1] * 6)
     res = json.loads((tmp_path / "results.json").read_text())
     assert {"accuracy", "error_rate", "macro_f1", "num_images", "split", "correct", "total"} <= set(res)
     assert res["num_images"] == res["total"] == 10 and res["split"] == "test"
@@ -125,6 +131,18 @@ def test_resume_equals_uninterrupted(tmp_path, explicit_resume):
     mom_full = full._optims["toy"].state_dict()["state"]
     mom_res = resumed._optims["toy"].state_dict()["state"]
     assert all(torch.equal(mom_full[i]["momentum_buffer"], mom_res[i]["momentum_buffer"]) for i in mom_full)
+
+
+def test_resume_accepts_files_without_optimizer_state(tmp_path):
+    # Official files may carry optimizer / scheduler = None: weights and epoch are still restored.
+    donor = ToyTrainer(toy_cfg(tmp_path / "donor"))
+    torch.nn.init.constant_(donor.model.ctx, 0.5)
+    state = {"state_dict": learnable_state_dict(donor.model), "epoch": 2, "optimizer": None, "scheduler": None,
+             "val_result": None}
+    save_checkpoint(state, str(tmp_path / "run" / "toy"))
+    trainer = ToyTrainer(toy_cfg(tmp_path / "run", OPTIM__MAX_EPOCH=2, TEST__NO_TEST=True))
+    trainer.train()
+    assert trainer.start_epoch == 2 and torch.equal(trainer.model.ctx.detach(), torch.full((6,), 0.5))
 
 
 def test_explicit_resume_without_checkpoint_fails(tmp_path):
