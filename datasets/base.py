@@ -9,13 +9,18 @@ import json
 import logging
 import os
 import random
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from engine.data import Datum, items_to_records, make_rng, records_to_items, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 Splits = Tuple[List[Datum], List[Datum], List[Datum]]
+
+# How many items per split are checked for existence right after a split is read. Checking every image would
+# stat 1.28M files for ImageNet; a wrong image root or a split of another layout already fails on the first few,
+# and any other missing image fails when the loader opens it (engine.data.load_rgb_image names the file).
+SPOT_CHECK_ITEMS = 3
 
 __all__ = ["Datum", "DatasetReader", "read_split", "write_split", "split_folder_per_class", "visible_entries"]
 
@@ -72,6 +77,20 @@ def split_folder_per_class(image_dir: str, rng: random.Random, p_trn: float = 0.
     return train, val, test
 
 
+def spot_check_images(listing: str, *splits: Optional[Sequence[Datum]], count: int = SPOT_CHECK_ITEMS) -> None:
+    """Raise ``FileNotFoundError`` if one of the first ``count`` items of a split is not a file.
+
+    ``listing`` is the split or annotation file the items came from (named in the error).
+    """
+    for items in splits:
+        for item in (items or [])[:count]:
+            if not os.path.isfile(item.impath):
+                raise FileNotFoundError(
+                    f"Image {item.impath} listed in {listing} does not exist. The images are missing or laid out "
+                    f"differently from what the split expects: see docs/DATASETS.md for the expected layout, or "
+                    f"delete a self-built split file to rebuild it.")
+
+
 class DatasetReader:
     """Base of the dataset readers registered in ``DATASET_REGISTRY``; called as ``Reader(cfg)``.
 
@@ -82,6 +101,8 @@ class DatasetReader:
     """
 
     folder: str = ""
+    # Test-only datasets (ImageNet-V2/-Sketch/-A/-R) are evaluated whole: no few-shot sampling, no base/new split.
+    apply_protocol: bool = True
 
     def __init__(self, cfg) -> None:
         self.root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
@@ -92,13 +113,42 @@ class DatasetReader:
         self.test: List[Datum] = []
         self.train_u: Optional[List[Datum]] = None
 
+    def _fix_hint(self) -> str:
+        name = type(self).__name__
+        return (f"Download and lay out the dataset with `python tools/prepare_datasets.py --root {self.root} "
+                f"{name}` or by hand as docs/DATASETS.md describes (DATASET.ROOT is the folder that holds "
+                f"{self.folder or 'the dataset folder'}/).")
+
     def require_dir(self, path: str) -> None:
-        """Raise a ``FileNotFoundError`` that says where the data should be and how to get it."""
-        if not os.path.isdir(path):
-            raise FileNotFoundError(
-                f"{type(self).__name__}: expected folder {path} does not exist (DATASET.ROOT = {self.root}). "
-                f"Download and lay out the dataset there: see docs/DATASETS.md or run "
-                f"`python tools/prepare_datasets.py {type(self).__name__}`.")
+        """Raise ``FileNotFoundError`` naming ``path`` (and the root if that is what is missing) and the fix."""
+        if os.path.isdir(path):
+            return
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"{type(self).__name__}: DATASET.ROOT {self.root} does not exist. "
+                                    f"{self._fix_hint()}")
+        raise FileNotFoundError(f"{type(self).__name__}: expected folder {path} does not exist. {self._fix_hint()}")
+
+    def require_file(self, path: str, what: str = "file") -> None:
+        """Raise ``FileNotFoundError`` naming the missing ``what`` at ``path`` and the fix."""
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{type(self).__name__}: {what} {path} not found. {self._fix_hint()}")
+
+    def split_or_build(self, split_path: str, sources: Sequence[str], build: Callable[[], Splits]) -> Splits:
+        """Read the official split JSON, or build it from ``sources`` (the official fallback) and save it.
+
+        ``sources`` are the files the fallback needs; if the JSON and any of them are missing, the error names
+        both. The first items of each split are checked for existence (see ``SPOT_CHECK_ITEMS``).
+        """
+        if not os.path.isfile(split_path):
+            missing = [p for p in sources if not os.path.exists(p)]
+            if missing:
+                raise FileNotFoundError(
+                    f"{type(self).__name__}: split file {split_path} not found, and it cannot be rebuilt because "
+                    f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing too. {self._fix_hint()}")
+            logger.info("%s not found: building the split as the official code does", split_path)
+        splits = self.read_or_make_split(split_path, build)
+        spot_check_images(split_path, *splits)
+        return splits
 
     def read_or_make_split(self, split_path: str, make_split) -> Splits:
         """Read ``split_path`` if it exists; else build the split with ``make_split()`` and try to save it."""

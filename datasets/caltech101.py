@@ -25,6 +25,7 @@ class Caltech101(DatasetReader):
         self.image_dir = os.path.join(self.dataset_dir, "101_ObjectCategories")
         self.require_dir(self.image_dir)
         split_path = os.path.join(self.dataset_dir, "split_zhou_Caltech101.json")
-        self.train_x, self.val, self.test = self.read_or_make_split(
-            split_path, lambda: split_folder_per_class(self.image_dir, self.split_rng(cfg),
-                                                       ignored=IGNORED_FOLDERS, new_cnames=FOLDER_TO_CLASSNAME))
+        self.train_x, self.val, self.test = self.split_or_build(
+            split_path, [self.image_dir],
+            lambda: split_folder_per_class(self.image_dir, self.split_rng(cfg), ignored=IGNORED_FOLDERS,
+                                           new_cnames=FOLDER_TO_CLASSNAME))

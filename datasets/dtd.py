@@ -6,21 +6,21 @@ Without the split JSON it is built as the official code does: per class folder 5
 from __future__ import annotations
 
 import os
+from typing import Dict
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import split_folder_per_class
-from .common import SplitReader
+from .base import DatasetReader, split_folder_per_class
 
 
 @DATASET_REGISTRY.register()
-class DescribableTextures(SplitReader):
+class DescribableTextures(DatasetReader):
     """DTD, 47 textures named by their folder (``"banded"``, ...)."""
 
     folder = "dtd"
     image_subdir = "images"
     split_file = "split_zhou_DescribableTextures.json"
-    new_cnames: dict = {}
+    new_cnames: Dict[str, str] = {}
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -10,12 +10,12 @@ from typing import Dict, List
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import Datum
-from .common import SplitReader, lookup_label, read_lines, spot_check_images
+from .base import DatasetReader, Datum
+from .common import lookup_label, read_lines, spot_check_images
 
 
 @DATASET_REGISTRY.register()
-class FGVCAircraft(SplitReader):
+class FGVCAircraft(DatasetReader):
     """FGVC-Aircraft 2013b at the variant level (100 classes, e.g. ``"707-320"``)."""
 
     folder = "fgvc_aircraft"

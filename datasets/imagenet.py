@@ -10,8 +10,7 @@ from typing import Dict, List, Mapping
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import Datum
-from .common import SplitReader
+from .base import DatasetReader, Datum
 from .folder_index import index_cache_paths, list_class_folders
 
 logger = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ def read_classnames(path: str) -> Dict[str, str]:
     return classnames
 
 
-class ClassFolderReader(SplitReader):
+class ClassFolderReader(DatasetReader):
     """A dataset laid out as ``<split dir>/<class folder>/<image>`` with names from ``classnames.txt``.
 
     Image lists come from :func:`datasets.folder_index.list_class_folders` (cached; images sorted by name).

@@ -18,6 +18,7 @@ class ImageNetA(ClassFolderReader):
     """
 
     folder = "imagenet-adversarial"
+    apply_protocol = False  # evaluated whole, as the official test-only readers
     subdir = "imagenet-a"
 
     def __init__(self, cfg) -> None:

@@ -15,6 +15,7 @@ class ImageNetSketch(ClassFolderReader):
     """
 
     folder = "imagenet-sketch"
+    apply_protocol = False  # evaluated whole, as the official test-only readers
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -22,6 +22,7 @@ class ImageNetV2(ClassFolderReader):
     """
 
     folder = "imagenetv2"
+    apply_protocol = False  # evaluated whole, as the official test-only readers
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -12,12 +12,12 @@ from typing import Dict, List
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import Datum, Splits
-from .common import SplitReader, spot_check_images
+from .base import DatasetReader, Datum, Splits, spot_check_images
+
 
 
 @DATASET_REGISTRY.register()
-class OxfordFlowers(SplitReader):
+class OxfordFlowers(DatasetReader):
     """Oxford Flowers-102; class names from ``cat_to_name.json``."""
 
     folder = "oxford_flowers"

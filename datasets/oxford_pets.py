@@ -10,8 +10,8 @@ from typing import List
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import Datum, Splits
-from .common import SplitReader, read_lines, spot_check_images, split_trainval
+from .base import DatasetReader, Datum, Splits
+from .common import read_lines, spot_check_images, split_trainval
 
 
 def breed_name(image_id: str) -> str:
@@ -20,7 +20,7 @@ def breed_name(image_id: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class OxfordPets(SplitReader):
+class OxfordPets(DatasetReader):
     """Oxford-IIIT Pets, 37 breeds; class names are lower-case breed names (``"american_bulldog"``)."""
 
     folder = "oxford_pets"

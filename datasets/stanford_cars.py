@@ -11,8 +11,8 @@ from typing import List
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import Datum, Splits
-from .common import SplitReader, spot_check_images, split_trainval
+from .base import DatasetReader, Datum, Splits
+from .common import spot_check_images, split_trainval
 
 
 def year_first(name: str) -> str:
@@ -22,7 +22,7 @@ def year_first(name: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class StanfordCars(SplitReader):
+class StanfordCars(DatasetReader):
     """Stanford Cars, 196 classes named ``"<year> <make> <model>"``."""
 
     folder = "stanford_cars"

@@ -10,8 +10,8 @@ from typing import Dict, List
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import Datum, Splits
-from .common import SplitReader, lookup_label, read_lines, spot_check_images, split_trainval
+from .base import DatasetReader, Datum, Splits
+from .common import lookup_label, read_lines, spot_check_images, split_trainval
 
 
 def category_to_classname(category: str) -> str:
@@ -21,7 +21,7 @@ def category_to_classname(category: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class SUN397(SplitReader):
+class SUN397(DatasetReader):
     """SUN397 scenes, 397 classes (``"abbey"``, ``"outdoor apartment_building"``, ...)."""
 
     folder = "sun397"

@@ -13,8 +13,8 @@ from typing import Dict, List
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import Datum, Splits
-from .common import SplitReader, lookup_label, read_lines, spot_check_images, split_trainval
+from .base import DatasetReader, Datum, Splits
+from .common import lookup_label, read_lines, spot_check_images, split_trainval
 
 LIST_DIR = "ucfTrainTestlist"
 
@@ -29,7 +29,7 @@ def split_camel_case(action: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class UCF101(SplitReader):
+class UCF101(DatasetReader):
     """UCF101 actions (101 classes) as single middle frames; names like ``"Apply_Eye_Makeup"``."""
 
     folder = "ucf101"

@@ -210,15 +210,20 @@ def build_dataset(cfg) -> DatasetSplits:
     """Read ``cfg.DATASET.NAME`` with its registered reader, then apply few-shot sampling and subsampling.
 
     A reader whose ``val`` is ``None`` has no separate validation split (ImageNet): the test set is used as val
-    and only train is few-shot sampled, as in the official code.
+    and only train is few-shot sampled, as in the official code. A reader with ``apply_protocol = False``
+    (test-only datasets) is used whole.
     """
     logger.info("Loading dataset: %s", cfg.DATASET.NAME)
     reader = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
     train, val, test = list(reader.train_x), reader.val, list(reader.test)
     val = None if val is None else list(val)
-    if cfg.DATASET.NUM_SHOTS >= 1:
-        train, val = load_or_sample_fewshot(cfg, reader.dataset_dir, train, val)
-    train, val, test = base_new_subsample(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
+    if getattr(reader, "apply_protocol", True):
+        if cfg.DATASET.NUM_SHOTS >= 1:
+            train, val = load_or_sample_fewshot(cfg, reader.dataset_dir, train, val)
+        train, val, test = base_new_subsample(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
+    elif cfg.DATASET.NUM_SHOTS >= 1 or cfg.DATASET.SUBSAMPLE_CLASSES != "all":
+        logger.info("%s is a test-only dataset: evaluated whole (NUM_SHOTS and SUBSAMPLE_CLASSES do not apply)",
+                    cfg.DATASET.NAME)
     return DatasetSplits(name=cfg.DATASET.NAME, dataset_dir=reader.dataset_dir, train_x=train,
                          val=test if val is None else val, test=test,
                          train_u=getattr(reader, "train_u", None))

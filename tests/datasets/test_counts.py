@@ -25,3 +25,12 @@ def test_tables_cover_the_same_datasets():
     assert set(EXPECTED_COUNTS) == set(NUM_CLASSES) == set(DATASET_FOLDERS) == set(SPLIT_FILES)
     assert len(DATASET_FOLDERS) == 15 and EXPECTED_COUNTS["Caltech101"] == (4128, 1649, 2465)
     assert EXPECTED_COUNTS["ImageNet"].val is None and EXPECTED_COUNTS["ImageNetA"] == (None, None, 7500)
+
+
+def test_test_only_datasets_skip_the_protocol():
+    """ImageNet-V2/-Sketch/-A/-R are evaluated whole (the official readers never few-shot or subsample them)."""
+    import datasets  # noqa: F401
+    from engine import DATASET_REGISTRY
+
+    whole = {name for name, cls in DATASET_REGISTRY if not getattr(cls, "apply_protocol", True)}
+    assert whole == {"ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR"}

@@ -161,10 +161,11 @@ def test_failure_after_a_good_download_keeps_only_the_verified_archive(served, t
     assert hashlib.md5(kept.read_bytes()).hexdigest() == md5  # reused (and re-checked) by the next run
 
 
-def test_check_reports_missing_image_with_exact_path(tmp_path, capsys):
+def test_check_reports_missing_image_with_exact_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(prepare_datasets, "load_expected_counts", lambda: {"Caltech101": (24, 12, 12)})
     root = tmp_path / "data"
-    make_toy_dataset(root, n_classes=3, per_class=4, size=8, seed=0)
-    # The last test image: readers may spot-check the first items of a split; the check must find any one.
+    make_toy_dataset(root, n_classes=3, per_class=16, size=8, seed=0)
+    # The last test image (beyond the first items readers spot-check): the check must find any one.
     last_test = json.loads((root / "caltech-101" / SPLIT_NAME).read_text())["test"][-1][0]
     victim = root / "caltech-101" / "101_ObjectCategories" / last_test
     assert prepare_datasets.main(["--root", str(root), "--check", "caltech101"]) == 0
