@@ -159,15 +159,3 @@ check_flag_paths() {
 base2new_dir() {
     echo "${OUTPUT_ROOT}/base2new/$1/$2/shots_$3/$4/$5/seed$6"
 }
-
-# coop_base2new_cfg DATASET: CoOp's base-to-novel config ("a photo of a" init as in the CoCoOp paper's CoOp
-#   baseline; ImageNet uses the 50-epoch variant, as CoOp does for every ImageNet run). CFG overrides it.
-coop_base2new_cfg() {
-    if [[ -n "${CFG:-}" ]]; then
-        echo "$CFG"
-    elif [[ "$1" == "imagenet" ]]; then
-        echo "vit_b16_ep50_ctxv1"
-    else
-        echo "vit_b16_ctxv1"
-    fi
-}

@@ -31,24 +31,30 @@ def _block(prefix: str, width: int) -> Dict[str, Tuple[int, ...]]:
     return {f"{prefix}.{name}": shape for name, shape in shapes.items()}
 
 
-def toy_key_shapes() -> Dict[str, Tuple[int, ...]]:
-    """Every key of the toy model with its shape, visual tower first (OpenAI order)."""
+def toy_key_shapes(vision_width: int = VISION_WIDTH, text_width: int = TEXT_WIDTH,
+                   layers: Tuple[int, int] = (VISION_LAYERS, TEXT_LAYERS)) -> Dict[str, Tuple[int, ...]]:
+    """Every key of the toy model with its shape, visual tower first (OpenAI order).
+
+    ``vision_width`` / ``text_width`` / ``layers`` (vision, text) let tests build towers of different sizes
+    (e.g. to check that a method takes widths from the model); the defaults give the standard toy model.
+    """
     grid = RESOLUTION // PATCH
+    vw, tw = vision_width, text_width
     shapes = {
-        "visual.class_embedding": (VISION_WIDTH,),
-        "visual.positional_embedding": (grid * grid + 1, VISION_WIDTH),
-        "visual.proj": (VISION_WIDTH, EMBED_DIM),
-        "visual.conv1.weight": (VISION_WIDTH, 3, PATCH, PATCH),
-        "visual.ln_pre.weight": (VISION_WIDTH,), "visual.ln_pre.bias": (VISION_WIDTH,),
+        "visual.class_embedding": (vw,),
+        "visual.positional_embedding": (grid * grid + 1, vw),
+        "visual.proj": (vw, EMBED_DIM),
+        "visual.conv1.weight": (vw, 3, PATCH, PATCH),
+        "visual.ln_pre.weight": (vw,), "visual.ln_pre.bias": (vw,),
     }
-    for i in range(VISION_LAYERS):
-        shapes.update(_block(f"visual.transformer.resblocks.{i}", VISION_WIDTH))
-    shapes.update({"visual.ln_post.weight": (VISION_WIDTH,), "visual.ln_post.bias": (VISION_WIDTH,)})
-    shapes.update({"positional_embedding": (CONTEXT, TEXT_WIDTH), "text_projection": (TEXT_WIDTH, EMBED_DIM),
-                   "logit_scale": (1,), "token_embedding.weight": (VOCAB, TEXT_WIDTH)})
-    for i in range(TEXT_LAYERS):
-        shapes.update(_block(f"transformer.resblocks.{i}", TEXT_WIDTH))
-    shapes.update({"ln_final.weight": (TEXT_WIDTH,), "ln_final.bias": (TEXT_WIDTH,)})
+    for i in range(layers[0]):
+        shapes.update(_block(f"visual.transformer.resblocks.{i}", vw))
+    shapes.update({"visual.ln_post.weight": (vw,), "visual.ln_post.bias": (vw,)})
+    shapes.update({"positional_embedding": (CONTEXT, tw), "text_projection": (tw, EMBED_DIM),
+                   "logit_scale": (1,), "token_embedding.weight": (VOCAB, tw)})
+    for i in range(layers[1]):
+        shapes.update(_block(f"transformer.resblocks.{i}", tw))
+    shapes.update({"ln_final.weight": (tw,), "ln_final.bias": (tw,)})
     return shapes
 
 
@@ -67,10 +73,18 @@ def _value(key: str, shape: Tuple[int, ...], gen: torch.Generator) -> torch.Tens
     return z * fan_in ** -0.5
 
 
-def make_toy_clip_state_dict(seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
-    """The toy CLIP's weights: ``OrderedDict[key, fp16 tensor]``, deterministic in ``seed``."""
+def make_toy_clip_state_dict(
+    seed: int = 0, vision_width: int = VISION_WIDTH, text_width: int = TEXT_WIDTH,
+    layers: Tuple[int, int] = (VISION_LAYERS, TEXT_LAYERS),
+) -> "OrderedDict[str, torch.Tensor]":
+    """The toy CLIP's weights: ``OrderedDict[key, fp16 tensor]``, deterministic in ``seed``.
+
+    Widths and ``layers`` (vision, text) are optional (see :func:`toy_key_shapes`); a width must be divisible
+    by ``max(1, width // 64)``, the head count CLIP infers.
+    """
     gen = torch.Generator().manual_seed(seed)
-    return OrderedDict((key, _value(key, shape, gen).to(torch.float16)) for key, shape in toy_key_shapes().items())
+    shapes = toy_key_shapes(vision_width, text_width, layers)
+    return OrderedDict((key, _value(key, shape, gen).to(torch.float16)) for key, shape in shapes.items())
 
 
 def main(argv=None) -> None:

@@ -1,2 +1,6 @@
 """Prompt-learning trainers; importing this package registers every trainer in ``engine.TRAINER_REGISTRY``."""
 from . import coop, zsclip  # noqa: F401  (registration by import)
+from . import cocoop  # noqa: F401
+from . import ivlp, vpt  # noqa: F401
+from . import maple  # noqa: F401
+from . import mudpt  # noqa: F401

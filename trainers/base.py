@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from clip import clip
 from clip.model import CLIP, cast_model
+from engine.checkpoint import load_checkpoint, load_learnable
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.trainer import TrainerBase
 
@@ -146,11 +147,13 @@ class PromptTrainer(TrainerBase):
         self.register_model(self.REGISTERED_NAME, registered, optim, sched)
 
     def load_init_weights(self, path: str) -> None:
-        """Initialise the learner from a checkpoint file (``MODEL.INIT_WEIGHTS``)."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
-        missing, unexpected = self.model.prompt_learner.load_state_dict(state, strict=False)
-        logger.info("Initialised the learner from %s (missing %s, ignored %s)", path, missing, unexpected)
+        """Initialise the learnable tensors from a checkpoint file (``MODEL.INIT_WEIGHTS``; ours or official)."""
+        ckpt = load_checkpoint(path)
+        state = ckpt.get("state_dict", ckpt)
+        module = self.model if self.REGISTER_WHOLE_MODEL else self.model.prompt_learner
+        report = load_learnable(module, self.import_state_dict(self.REGISTERED_NAME, state), source=path,
+                                ignore_prefixes=self.checkpoint_ignore_prefixes)
+        logger.info("Initialised %d learnable tensors from %s", len(report.loaded), path)
 
     def forward_backward(self, batch: Dict[str, Any]) -> Dict[str, float]:
         image, label = self.parse_batch_train(batch)

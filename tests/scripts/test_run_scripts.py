@@ -5,37 +5,11 @@ command lines, a stub interpreter (PYTHON) for the paths that really execute.
 """
 from __future__ import annotations
 
-import os
 import sys
-import shlex
-import stat
-import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(script: str, *args: str, env: dict[str, str] | None = None, data: str | None = "/datasets",
-         dry: bool = True, out_root: Path | None = None, cwd: str = "/") -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k not in {"DATA", "DRY_RUN", "EXTRA_OPTS", "SEEDS", "CFG",
-                                                                  "SHOTS", "NCTX", "CSC", "CTP", "LOADEP", "SUB"}}
-    if data is not None:
-        full_env["DATA"] = data
-    if dry:
-        full_env["DRY_RUN"] = "1"
-    if out_root is not None:
-        full_env["OUTPUT_ROOT"] = str(out_root)
-    full_env.update(env or {})
-    # Run from elsewhere: the scripts must cd to the repository root themselves.
-    return subprocess.run(["bash", str(REPO / "scripts" / script), *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=60)
-
-
-def _commands(proc: subprocess.CompletedProcess) -> list[list[str]]:
-    assert proc.returncode == 0, proc.stderr
-    return [shlex.split(line) for line in proc.stdout.splitlines() if line.strip()]
+from tests.scripts.helpers import REPO, commands as _commands, run as _run, stub_python as _stub_python
 
 
 def test_coop_main_dry_run(tmp_path):
@@ -146,19 +120,6 @@ def test_bad_input_is_a_clear_error(tmp_path, args, env, message):
     assert proc.stdout == ""
 
 
-def _stub_python(tmp_path: Path) -> Path:
-    """A fake interpreter: records its arguments and writes results.json into --output-dir like train.py."""
-    stub = tmp_path / "fake_python.sh"
-    stub.write_text(
-        "#!/usr/bin/env bash\nset -euo pipefail\n"
-        'echo "$PWD $*" >> "$CALLS"\n'
-        'while (($#)); do if [[ "$1" == --output-dir ]]; then out="$2"; fi; shift; done\n'
-        'mkdir -p "$out" && echo \'{"accuracy": 50.0}\' > "$out/results.json"\n'
-    )
-    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
-    return stub
-
-
 def test_runs_then_skips_finished_runs(tmp_path):
     calls = tmp_path / "calls.txt"
     env = {"PYTHON": str(_stub_python(tmp_path)), "CALLS": str(calls)}
@@ -221,6 +182,13 @@ def test_base2new_scripts_really_run_and_parse(tmp_path, tiny_clip_path):
         assert summary.runs[0].source.name == "results.json"
         assert summary.runs[0].metrics["total"] == 4  # 2 classes x 2 test images each
         assert 0.0 <= summary.mean["accuracy"] <= 100.0
+    from tools.make_tables import collect, harmonic_mean
+
+    tables, missing = collect(tmp_path / "out", [1])
+    _, b, n, hm = next(r for r in tables[0].rows if r[0] == "Caltech101")
+    assert (b.values, n.values) == ({1: base.mean["accuracy"]}, {1: new.mean["accuracy"]})
+    assert hm == harmonic_mean(b.mean, n.mean) and tables[0].rows[-1][0] == "Average (1 of 11 datasets)"
+    assert not [line for line in missing if "caltech101" in line]
     again = _run("coop/base2new_train.sh", "caltech101", "1", data=str(tmp_path / "data"), dry=False,
                  out_root=tmp_path / "out", env=env)
     assert again.returncode == 0 and "skip this job" in again.stderr

@@ -10,7 +10,13 @@ from engine import TRAINER_REGISTRY
 from .helpers import build, caltech_argv
 
 TRAINABLE = [name for name, cls in TRAINER_REGISTRY if not name.startswith("ZeroshotCLIP")]
-CONFIG = {"CoOp": "CoOp/vit_b16.yaml"}
+CONFIG = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1.yaml"}
+CONFIG["IVLP"] = "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml"  # depths 12 cover both blocks of the tiny CLIP
+CONFIG["VPT"] = "VPT/vit_b16_c2_ep5_batch4_4.yaml"
+CONFIG["MaPLe"] = "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"  # depth 9 capped to the tiny CLIP's 2 blocks
+CONFIG["MuDPT"] = "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"  # levels past the tiny CLIP's blocks unused
+CONFIG["UMuDPT"] = "UMuDPT/vit_b16_bz4_ep5_nctx2_depth9.yaml"
+CONFIG["UUMuDPT"] = "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"
 
 
 def _trainer(name, data_root, tmp_path, tiny_clip_path, extra=()):

@@ -1,0 +1,174 @@
+"""scripts/<method>/*.sh: every wrapper of every method prints the official command line and output folder.
+
+The expected values are written out by hand (trainer, config and last epoch per method and protocol, as the
+official MaPLe / CoCoOp scripts have them), so a change in scripts/_protocols.sh cannot silently move a tree.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.scripts.helpers import REPO, commands, run, stub_python
+
+# method folder -> (trainer, base2new config, its MAX_EPOCH, cross-dataset config, its MAX_EPOCH, few-shot config)
+METHODS = {
+    "coop": ("CoOp", "vit_b16_ctxv1", "200", "vit_b16_ep50_ctxv1", "50", None),
+    "cocoop": ("CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "10", "vit_b16_c4_ep10_batch1_ctxv1", "10",
+               "vit_b16_c4_ep10_batch1_ctxv1"),
+    "maple": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", "5", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets", "2",
+              "vit_b16_c2_ep50_batch4_2ctx_few_shot"),
+    "vpt": ("VPT", "vit_b16_c2_ep5_batch4_4", "5", "vit_b16_c2_ep5_batch4_4", "5", "vit_b16_c2_ep5_batch4_4_few_shot"),
+    "ivlp": ("IVLP", "vit_b16_c2_ep5_batch4_2+2ctx", "5", "vit_b16_c2_ep5_batch4_2+2ctx", "5",
+             "vit_b16_c2_ep5_batch4_2+2ctx_few_shot"),
+    "language": ("IVLP", "vit_b16_c2_ep5_batch4_4ctx_language_only", "5",
+                 "vit_b16_c2_ep5_batch4_4ctx_language_only", "5", "vit_b16_c2_ep5_batch4_4ctx_language_only_few_shot"),
+}
+PROTOCOLS = ["base2new_train", "base2new_test", "xd_train", "xd_test", "reproduce", "reproduce_xd", "few_shot"]
+
+
+def _head(trainer: str, dataset: str, seed: str, cfg: str) -> list[str]:
+    return ["python", "train.py", "--root", "/datasets", "--seed", seed, "--trainer", trainer,
+            "--dataset-config-file", f"configs/datasets/{dataset}.yaml",
+            "--config-file", f"configs/trainers/{trainer}/{cfg}.yaml"]
+
+
+def test_every_method_has_every_protocol_and_configs_exist():
+    for method, (trainer, b2n, _, xd, _, few) in METHODS.items():
+        for protocol in PROTOCOLS:
+            text = (REPO / "scripts" / method / f"{protocol}.sh").read_text()
+            assert f"run_protocol {method} {protocol} " in text and len(text.splitlines()) <= 8
+        for cfg in {b2n, xd, few or "vit_b16_ep50"}:
+            assert (REPO / "configs" / "trainers" / trainer / f"{cfg}.yaml").is_file(), (trainer, cfg)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_base2new_train_and_test(tmp_path, method):
+    trainer, cfg, epoch, *_ = METHODS[method]
+    tail = f"caltech101/shots_16/{trainer}/{cfg}/seed2"
+    train = commands(run(f"{method}/base2new_train.sh", "caltech101", "2", out_root=tmp_path))
+    assert train == [_head(trainer, "caltech101", "2", cfg) + [
+        "--output-dir", f"{tmp_path}/base2new/train_base/{tail}",
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base"]]
+    test = commands(run(f"{method}/base2new_test.sh", "caltech101", "2", out_root=tmp_path))
+    assert test == [_head(trainer, "caltech101", "2", cfg) + [
+        "--model-dir", f"{tmp_path}/base2new/train_base/{tail}", "--load-epoch", epoch, "--eval-only",
+        "--output-dir", f"{tmp_path}/base2new/test_new/{tail}",
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new"]]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_xd_train_and_test(tmp_path, method):
+    trainer, _, _, cfg, epoch, _ = METHODS[method]
+    model_dir = f"{tmp_path}/imagenet/{trainer}/{cfg}_16shots/seed3"
+    train = commands(run(f"{method}/xd_train.sh", "imagenet", "3", out_root=tmp_path))
+    assert train == [_head(trainer, "imagenet", "3", cfg) + ["--output-dir", model_dir, "DATASET.NUM_SHOTS", "16"]]
+    # CoCoOp's official xd_train.sh takes the seed alone (DATASET=imagenet): the same command.
+    assert commands(run(f"{method}/xd_train.sh", "3", out_root=tmp_path)) == train
+    for target in ("oxford_pets", "imagenet_sketch"):  # cross-dataset and domain generalisation alike
+        test = commands(run(f"{method}/xd_test.sh", target, "3", out_root=tmp_path))
+        assert test == [_head(trainer, target, "3", cfg) + [
+            "--model-dir", model_dir, "--load-epoch", epoch, "--eval-only",
+            "--output-dir", f"{tmp_path}/evaluation/{trainer}/{cfg}_16shots/{target}/seed3"]]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_reproduce_released_weights(tmp_path, method):
+    trainer, cfg, epoch, xd_cfg, xd_epoch, _ = METHODS[method]
+    cmds = commands(run(f"{method}/reproduce.sh", "dtd", "1", "/weights/dtd/", out_root=tmp_path))
+    assert cmds == [_head(trainer, "dtd", "1", cfg) + [
+        "--model-dir", "/weights/dtd/base/seed1", "--load-epoch", epoch, "--eval-only",
+        "--output-dir", f"{tmp_path}/base2new/test_{sub}/dtd/shots_16/{trainer}/{cfg}/seed1",
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", sub] for sub in ("base", "new")]
+    cmds = commands(run(f"{method}/reproduce_xd.sh", "food101", "2", "/weights/imagenet", out_root=tmp_path))
+    assert cmds == [_head(trainer, "food101", "2", xd_cfg) + [
+        "--model-dir", "/weights/imagenet/seed2", "--load-epoch", xd_epoch, "--eval-only",
+        "--output-dir", f"{tmp_path}/evaluation/{trainer}/{xd_cfg}_16shots/food101/seed2"]]
+
+
+@pytest.mark.parametrize("method", sorted(set(METHODS) - {"coop"}))
+def test_few_shot(tmp_path, method):
+    trainer, *_, cfg = METHODS[method]
+    cmds = commands(run(f"{method}/few_shot.sh", "eurosat", "1", out_root=tmp_path))
+    assert cmds == [_head(trainer, "eurosat", "1", cfg) + [
+        "--output-dir", f"{tmp_path}/eurosat/{trainer}/{cfg}_{k}shots/seed1", "DATASET.NUM_SHOTS", str(k)]
+        for k in (1, 2, 4, 8, 16)]
+    (cmd,) = commands(run(f"{method}/few_shot.sh", "eurosat", "1", "4", out_root=tmp_path))
+    assert cmd == cmds[2]
+
+
+def test_coop_few_shot_follows_the_coop_schedule(tmp_path):
+    cmds = commands(run("coop/few_shot.sh", "dtd", "1", out_root=tmp_path))
+    cfgs = [c[c.index("--config-file") + 1].split("/")[-1] for c in cmds]
+    assert cfgs == ["vit_b16_ep50.yaml", "vit_b16_ep100.yaml", "vit_b16_ep100.yaml", "vit_b16.yaml", "vit_b16.yaml"]
+    assert cmds[0][cmds[0].index("--output-dir") + 1] == f"{tmp_path}/dtd/CoOp/vit_b16_ep50_1shots/seed1"
+    imagenet = commands(run("coop/few_shot.sh", "imagenet", "1", "2", "16", out_root=tmp_path))
+    assert [c[c.index("--output-dir") + 1] for c in imagenet] == [
+        f"{tmp_path}/imagenet/CoOp/vit_b16_ep50_{k}shots/seed1" for k in (2, 16)]
+    (cmd,) = commands(run("coop/few_shot.sh", "dtd", "1", "8", out_root=tmp_path, env={"CFG": "rn50"}))
+    assert cmd[cmd.index("--output-dir") + 1] == f"{tmp_path}/dtd/CoOp/rn50_8shots/seed1"
+
+
+def test_overrides_cfg_shots_loadep_and_src(tmp_path):
+    env = {"CFG": "vit_b16_c2_ep5_batch4_2ctx", "SHOTS": "4", "LOADEP": "3", "SRC_DATASET": "caltech101"}
+    (cmd,) = commands(run("maple/xd_test.sh", "dtd", "1", out_root=tmp_path, env=env))
+    assert cmd[cmd.index("--model-dir") + 1] == f"{tmp_path}/caltech101/MaPLe/vit_b16_c2_ep5_batch4_2ctx_4shots/seed1"
+    assert cmd[cmd.index("--load-epoch") + 1] == "3"
+    (cmd,) = commands(run("maple/base2new_test.sh", "dtd", "1", out_root=tmp_path,
+                          env={"EXTRA_OPTS": "OPTIM.MAX_EPOCH 1", "SUB": "base"}))
+    assert cmd[cmd.index("--load-epoch") + 1] == "1"
+    assert "/base2new/test_base/dtd/" in cmd[cmd.index("--output-dir") + 1]
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("maple/base2new_train.sh", ["dtd"], "usage: "),
+    ("maple/reproduce.sh", ["dtd", "1"], "DATASET SEED WEIGHTSPATH"),
+    ("vpt/few_shot.sh", ["dtd", "1", "four"], "SHOTS must be positive integers"),
+    ("cocoop/xd_test.sh", ["imagenet_b", "1"], "configs/datasets/imagenet_b.yaml"),
+])
+def test_bad_arguments(tmp_path, script, args, message):
+    proc = run(script, *args, out_root=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr and proc.stdout == ""
+
+
+def test_cfg_override_must_exist(tmp_path):
+    proc = run("ivlp/base2new_test.sh", "dtd", "1", out_root=tmp_path, env={"CFG": "nope"})
+    assert proc.returncode != 0
+    assert "configs/trainers/IVLP/nope.yaml" in proc.stderr and "vit_b16_c2_ep5_batch4_2+2ctx" in proc.stderr
+
+
+def test_reproduce_needs_the_weights_and_skips_finished_phases(tmp_path):
+    proc = run("maple/reproduce.sh", "dtd", "1", str(tmp_path / "none"), dry=False, out_root=tmp_path,
+               env={"PYTHON": "/bin/false"})
+    assert proc.returncode != 0 and "model directory not found" in proc.stderr
+    weights = tmp_path / "w"
+    (weights / "base" / "seed1").mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    env = {"PYTHON": str(stub_python(tmp_path)), "CALLS": str(calls)}
+    first = run("maple/reproduce.sh", "dtd", "1", str(weights), dry=False, out_root=tmp_path / "out", env=env)
+    assert first.returncode == 0, first.stderr
+    assert len(calls.read_text().splitlines()) == 2
+    again = run("maple/reproduce.sh", "dtd", "1", str(weights), dry=False, out_root=tmp_path / "out", env=env)
+    assert again.returncode == 0 and again.stderr.count("skip this job") == 2
+    assert len(calls.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("protocol,count,first,last", [
+    ("base2new", 2 * 11, "base2new/train_base/imagenet/", "base2new/test_new/ucf101/"),
+    ("xd", 1 + 10, "imagenet/MaPLe/", "evaluation/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets_16shots/ucf101/"),
+    ("dg", 1 + 4, "imagenet/MaPLe/", "evaluation/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets_16shots/imagenet_r/"),
+    ("few_shot", 5 * 11, "imagenet/MaPLe/vit_b16_c2_ep50_batch4_2ctx_few_shot_1shots/", "ucf101/MaPLe/"),
+])
+def test_run_all(tmp_path, protocol, count, first, last):
+    cmds = commands(run("run_all.sh", "maple", protocol, out_root=tmp_path, env={"SEEDS": "1 2"}))
+    assert len(cmds) == 2 * count
+    outs = [c[c.index("--output-dir") + 1] for c in cmds]
+    assert outs[0].startswith(f"{tmp_path}/{first}") and outs[count - 1].startswith(f"{tmp_path}/{last}")
+    assert outs[0].endswith("seed1") and outs[-1].endswith("seed2")
+    picked = commands(run("run_all.sh", "maple", protocol, out_root=tmp_path, env={"SEEDS": "3", "DATASETS": "dtd"}))
+    assert all("configs/datasets/dtd.yaml" in c or "configs/datasets/imagenet.yaml" in c for c in picked)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_data_unset_is_an_error(tmp_path, protocol):
+    args = ["dtd", "1", "/weights"] if protocol.startswith("reproduce") else ["dtd", "1"]
+    proc = run(f"language/{protocol}.sh", *args, data=None, out_root=tmp_path)
+    assert proc.returncode != 0 and "DATA=/path/to/datasets" in proc.stderr and proc.stdout == ""

@@ -1,0 +1,188 @@
+"""IVLP: independent deep prompts for the text and the image tower (no coupling); deep language prompting is
+IVLP with ``PROMPT_DEPTH_VISION 0``.
+
+Depth convention (as the official code): ``PROMPT_DEPTH d`` puts a prompt at the tower's input and a fresh one
+at the input of blocks ``1 .. d-1``; depth 0 means no prompt at all for that tower. A depth larger than the
+tower's number of blocks covers every block.
+
+Checkpoints use the official key names (the official trainers register the whole CustomCLIP, whose prompts
+live inside the CLIP modules), see :data:`OFFICIAL_KEYS`.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from yacs.config import CfgNode as CN
+
+from clip import clip
+from clip.model import CLIP, VisionTransformer
+from engine import TRAINER_REGISTRY
+
+from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
+
+logger = logging.getLogger(__name__)
+
+# (our key, official key) of every learnable tensor; "{i}" is a block index.
+OFFICIAL_KEYS: Tuple[Tuple[str, str], ...] = (
+    ("prompt_learner.ctx", "prompt_learner.ctx"),
+    ("prompt_learner.vision_shallow", "image_encoder.VPT"),
+    ("prompt_learner.vision_deep.{i}", "image_encoder.transformer.resblocks.{i}.VPT_shallow"),
+    ("prompt_learner.text_deep.{i}", "text_encoder.transformer.resblocks.{i}.VPT_shallow"),
+)
+
+
+def _key_regex(template: str) -> "re.Pattern[str]":
+    return re.compile(re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)"))
+
+
+def rename_keys(state: Mapping[str, torch.Tensor], pairs: Sequence[Tuple[str, str]]) -> Dict[str, torch.Tensor]:
+    """Rename the keys that fully match a ``source`` template of ``pairs`` to its ``target``; keep the others.
+
+    Keys that match nothing (the frozen CLIP of an official whole-model file) pass unchanged, so the loader
+    can recognise and ignore them.
+    """
+    compiled = [(_key_regex(src), dst) for src, dst in pairs]
+    out: Dict[str, torch.Tensor] = OrderedDict()
+    for key, value in state.items():
+        for regex, dst in compiled:
+            match = regex.fullmatch(key)
+            if match:
+                key = dst.format(**match.groupdict())
+                break
+        out[key] = value
+    return out
+
+
+def prompt_depth(depth: int, num_blocks: int, key: str) -> int:
+    """The depth actually used: ``depth`` checked, and capped at ``num_blocks`` (every block prompted)."""
+    if depth < 0:
+        raise ValueError(f"{key} is {depth}; it must be >= 0")
+    if depth > num_blocks:
+        logger.warning("%s is %d but the tower has %d blocks: prompting every block", key, depth, num_blocks)
+    return min(depth, num_blocks)
+
+
+def random_prompts(n: int, width: int) -> torch.Tensor:
+    """``(n, width)`` prompt tokens drawn from N(0, 0.02^2) (the official init of every prompt of these methods)."""
+    return torch.empty(n, width).normal_(std=0.02)
+
+
+def deep_prompt_table(n: int, width: int, depth: int) -> nn.ParameterDict:
+    """One ``(n, width)`` prompt per block ``1 .. depth-1``, keyed by the block index as a string."""
+    return nn.ParameterDict({str(i): nn.Parameter(random_prompts(n, width)) for i in range(1, depth)})
+
+
+def as_deep(table: nn.ParameterDict) -> Optional[Dict[int, torch.Tensor]]:
+    """``{block index: prompt}`` for ``CLIP.encode_*``; None when the table is empty."""
+    return {int(i): p for i, p in table.items()} or None
+
+
+def require_vit(clip_model: CLIP, what: str) -> None:
+    """Vision prompts are tokens of a ViT: fail at build time (not at the first batch) on a ResNet tower."""
+    if not isinstance(clip_model.visual, VisionTransformer):
+        raise ValueError(f"{what} needs a ViT image tower, but this CLIP has a {type(clip_model.visual).__name__} "
+                         f"(ResNet) tower: choose a ViT backbone (e.g. MODEL.BACKBONE.NAME ViT-B/16)")
+
+
+def init_text_context(clip_model: CLIP, n_ctx: int, ctx_init: str) -> Tuple[torch.Tensor, str]:
+    """Initial text context ``(n_ctx, Dt)`` and the phrase the prompts are tokenized with.
+
+    As the official IVLP/MaPLe: ``ctx_init`` is used only when ``n_ctx <= 4``; the context is then the first
+    ``n_ctx`` token embeddings of the phrase, and the prompts keep the WHOLE phrase (tokens beyond ``n_ctx`` stay
+    frozen words). Otherwise the context is random and the phrase is ``n_ctx`` placeholder words.
+    """
+    if ctx_init and n_ctx <= 4:
+        phrase = ctx_init.replace("_", " ")
+        with torch.no_grad():
+            emb = clip_model.token_embedding(clip.tokenize(phrase).long())  # (1, L, Dt)
+        return emb[0, 1:1 + n_ctx].float().clone(), phrase
+    return random_prompts(n_ctx, clip_model.text_width), " ".join(["X"] * n_ctx)
+
+
+class DeepVisionLearner(PromptLearnerBase):
+    """Learner part shared by VPT and IVLP: ``vision_shallow`` (n, Dv) at the input, ``vision_deep[i]`` (n, Dv)
+    at blocks ``1 .. depth-1``. Depth 0: no vision prompt at all (the image tower is plain CLIP)."""
+
+    def _init_vision(self, clip_model: CLIP, n_ctx: int, depth: int, key: str) -> None:
+        self.register_parameter("vision_shallow", None)
+        self.vision_deep = nn.ParameterDict()
+        if depth == 0:
+            return
+        require_vit(clip_model, "vision prompting")
+        if n_ctx < 1:
+            raise ValueError(f"{key} is {depth} but N_CTX_VISION is {n_ctx}: use at least 1 prompt token, or depth 0 "
+                             f"for no vision prompts")
+        depth = prompt_depth(depth, len(clip_model.visual.transformer.resblocks), key)
+        self.vision_shallow = nn.Parameter(random_prompts(n_ctx, clip_model.vision_width))
+        self.vision_deep = deep_prompt_table(n_ctx, clip_model.vision_width, depth)
+
+    def vision_prompts(self) -> VisionPrompts:
+        if self.vision_shallow is None:
+            return None, None
+        return self.vision_shallow, as_deep(self.vision_deep)
+
+
+class IVLPPromptLearner(DeepVisionLearner):
+    """Text: ``ctx`` (n_t, Dt) after SOS + ``text_deep[i]`` at blocks 1..d_t-1; vision: see DeepVisionLearner."""
+
+    def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx_text: int, ctx_init: str, depth_text: int,
+                 n_ctx_vision: int, depth_vision: int) -> None:
+        super().__init__()
+        if depth_text < 1 or n_ctx_text < 1:
+            raise ValueError(f"IVLP needs text prompts (PROMPT_DEPTH_TEXT {depth_text}, N_CTX_TEXT {n_ctx_text} "
+                             f"must both be >= 1); use the VPT trainer to prompt only the image tower")
+        depth_text = prompt_depth(depth_text, len(clip_model.transformer.resblocks), "TRAINER.IVLP.PROMPT_DEPTH_TEXT")
+        ctx, phrase = init_text_context(clip_model, n_ctx_text, ctx_init)
+        self.ctx = nn.Parameter(ctx)
+        self.text_deep = deep_prompt_table(n_ctx_text, clip_model.text_width, depth_text)
+        names = clean_classnames(classnames)
+        self.register_buffer("tokens", clip.tokenize([f"{phrase} {name}." for name in names]).long(),
+                             persistent=False)  # (C, L)
+        self._init_vision(clip_model, n_ctx_vision, depth_vision, "TRAINER.IVLP.PROMPT_DEPTH_VISION")
+        logger.info('Initial text context: "%s"; text tokens %d (depth %d), vision tokens %d (depth %d)', phrase,
+                    n_ctx_text, depth_text, 0 if self.vision_shallow is None else n_ctx_vision,
+                    0 if self.vision_shallow is None else len(self.vision_deep) + 1)
+
+    def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+        return {"text": self.tokens, "shallow": self.ctx, "deep": as_deep(self.text_deep)}
+
+
+class OfficialKeysTrainer(PromptTrainer):
+    """Saves learnable tensors under the official CustomCLIP key names and reads official files back."""
+
+    REGISTER_WHOLE_MODEL = True
+
+    def export_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return rename_keys(state, OFFICIAL_KEYS)
+
+    def import_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return rename_keys(state, [(official, ours) for ours, official in OFFICIAL_KEYS])
+
+
+@TRAINER_REGISTRY.register()
+class IVLP(OfficialKeysTrainer):
+    """Independent V-L prompting, the baseline of MaPLe: Multi-modal Prompt Learning (Khattak et al., CVPR 2023,
+    arXiv 2210.03117)."""
+
+    CFG_NODE = "IVLP"
+    REGISTERED_NAME = "VLPromptLearner"
+
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        cfg.TRAINER.IVLP = CN()
+        cfg.TRAINER.IVLP.N_CTX_VISION = 2  # prompt tokens per vision layer
+        cfg.TRAINER.IVLP.N_CTX_TEXT = 2  # prompt tokens per text layer
+        cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"  # text init words (only used when N_CTX_TEXT <= 4)
+        cfg.TRAINER.IVLP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
+        cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9  # 0: no vision prompts (deep language prompting)
+        cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9  # >= 1; d = input + blocks 1..d-1
+
+    def build_learner(self, clip_model: CLIP, classnames: List[str]) -> IVLPPromptLearner:
+        c = self.method_cfg
+        return IVLPPromptLearner(clip_model, classnames, c.N_CTX_TEXT, c.CTX_INIT, c.PROMPT_DEPTH_TEXT,
+                                 c.N_CTX_VISION, c.PROMPT_DEPTH_VISION)

@@ -1,0 +1,247 @@
+"""MuDPT: deep text and vision prompts that inform each other through an injection network, in three variants.
+
+``MuDPT``   two-way linear injection: ``V0 = vision_ctx + A(ctx)``, ``V_j = vision_deep_j + B(text_deep_j)``,
+            ``T_j = text_deep_j + C(vision_deep_j)``; the shallow text prompt ``ctx`` gets nothing from vision.
+``UMuDPT``  text -> vision only: every visual prompt level is ``proj(LN(block(LN(text level))))``; no own visual
+            prompts, the text prompts are used unchanged.
+``UUMuDPT`` a transformer injection in each direction, added to each tower's own prompts (the shallow visual
+            prompt, as in MuDPT, never reaches the text side).
+
+``DEEP_PROMPT_DEPTH`` D counts prompted layers including the input: the shallow prompts enter the tower and
+level ``j`` (0-based) of the ``D - 1`` deep prompts replaces the prompt span before block ``j + 1``.
+The injection transformer mixes the ``n`` tokens of ONE level (the levels are its batch), as the authors' code.
+Checkpoints carry the authors' key names (:func:`official_key_pairs`).
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from yacs.config import CfgNode as CN
+
+from clip import clip
+from clip.model import CLIP, LayerNorm, ResidualAttentionBlock
+from engine import TRAINER_REGISTRY
+
+from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
+from .ivlp import require_vit
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
+
+
+def context_from_words(clip_model: CLIP, n_ctx: int, ctx_init: str) -> Tuple[torch.Tensor, str]:
+    """Initial text context ``(n_ctx, Dt)`` and the phrase placed before each class name.
+
+    With ``ctx_init`` only its first ``n_ctx`` words enter the prompt (the authors' rule) and the context is
+    their token embeddings; without it the context is N(0, 0.02^2) and the phrase ``n_ctx`` placeholders.
+    """
+    if n_ctx < 1:
+        raise ValueError(f"N_CTX must be >= 1, got {n_ctx}")
+    if not ctx_init:
+        return torch.empty(n_ctx, clip_model.text_width).normal_(std=0.02), " ".join(["X"] * n_ctx)
+    words = ctx_init.replace("_", " ").split()
+    if n_ctx > len(words):
+        # The authors' code would take EOT/padding embeddings as context and overwrite the class name tokens.
+        raise ValueError(f"N_CTX ({n_ctx}) is larger than the number of CTX_INIT words ({len(words)}: "
+                         f"{ctx_init!r}); the class name would be dropped from the prompt. Use N_CTX <= "
+                         f"{len(words)}, a longer CTX_INIT, or CTX_INIT \"\" for a random context")
+    phrase = " ".join(words[:n_ctx])
+    with torch.no_grad():
+        emb = clip_model.token_embedding(clip.tokenize(phrase).long())  # (1, L, Dt)
+    return emb[0, 1:1 + n_ctx].float().clone(), phrase
+
+
+class LinearInjection(nn.Module):
+    """MuDPT's map between towers: one Linear shared by all deep levels, plus one for the shallow level."""
+
+    def __init__(self, in_width: int, out_width: int, with_shallow: bool) -> None:
+        super().__init__()
+        self.shallow = nn.Linear(in_width, out_width) if with_shallow else None
+        self.deep = nn.Linear(in_width, out_width)
+
+    def forward(self, shallow: Optional[torch.Tensor], deep: torch.Tensor
+                ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+        """shallow ``(n, Din)`` or None, deep ``(D-1, n, Din)`` -> the same levels at ``Dout``."""
+        out_shallow = None if shallow is None or self.shallow is None else self.shallow(shallow)  # (n, Dout)
+        return out_shallow, self.deep(deep)  # (D-1, n, Dout)
+
+
+class TransformerInjection(nn.Module):
+    """UMuDPT/UUMuDPT's map: LN -> one CLIP residual block (non-causal) -> LN -> Linear, over each level.
+
+    The levels are the block's batch and the ``n`` tokens its sequence, so tokens attend only to the tokens of
+    their own level (the axis of the authors' sequence-first ``nn.MultiheadAttention`` after their permute).
+    """
+
+    def __init__(self, in_width: int, out_width: int) -> None:
+        super().__init__()
+        self.ln_in = LayerNorm(in_width)
+        self.block = ResidualAttentionBlock(in_width, max(1, in_width // 64))
+        self.ln_out = LayerNorm(in_width)
+        self.proj = nn.Linear(in_width, out_width)
+
+    def forward(self, shallow: Optional[torch.Tensor], deep: torch.Tensor
+                ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+        """shallow ``(n, Din)`` or None, deep ``(D-1, n, Din)`` -> the same levels at ``Dout``."""
+        levels = deep if shallow is None else torch.cat([shallow.unsqueeze(0), deep])  # (levels, n, Din)
+        if levels.shape[0] == 0:
+            return None, deep.new_zeros(0, deep.shape[1], self.proj.out_features)
+        out = self.proj(self.ln_out(self.block(self.ln_in(levels))))  # (levels, n, Dout)
+        return (None, out) if shallow is None else (out[0], out[1:])
+
+
+class MuDPTPromptLearner(PromptLearnerBase):
+    """Text prompts ``text_ctx`` (n, Dt) + ``text_deep`` (D-1, n, Dt); own visual prompts ``vision_ctx``
+    (n, Dv) + ``vision_deep`` (D-1, n, Dv) except in UMuDPT; ``text_to_vision`` / ``vision_to_text`` injections."""
+
+    def __init__(self, clip_model: CLIP, classnames: List[str], variant: str, n_ctx: int, ctx_init: str,
+                 depth: int) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown MuDPT variant {variant!r}; choose one of {VARIANTS}")
+        if depth < 1:
+            raise ValueError(f"TRAINER.{variant.upper()}.DEEP_PROMPT_DEPTH is {depth}; it must be >= 1 "
+                             f"(1 = prompts at the input only)")
+        require_vit(clip_model, variant)
+        self.variant = variant
+        dt, dv = clip_model.text_width, clip_model.vision_width
+        ctx, phrase = context_from_words(clip_model, n_ctx, ctx_init)
+        self.text_ctx = nn.Parameter(ctx)  # (n, Dt)
+        self.text_deep = nn.Parameter(torch.empty(depth - 1, n_ctx, dt).normal_(std=0.02))  # (D-1, n, Dt)
+        self.vision_ctx: Optional[nn.Parameter] = None
+        self.vision_deep: Optional[nn.Parameter] = None
+        if variant != "UMuDPT":
+            self.vision_ctx = nn.Parameter(torch.empty(n_ctx, dv).normal_(std=0.02))  # (n, Dv)
+            self.vision_deep = nn.Parameter(torch.empty(depth - 1, n_ctx, dv).normal_(std=0.02))  # (D-1, n, Dv)
+        self.vision_to_text: Optional[nn.Module] = None
+        if variant == "MuDPT":
+            self.text_to_vision: nn.Module = LinearInjection(dt, dv, with_shallow=True)
+            self.vision_to_text = LinearInjection(dv, dt, with_shallow=False)
+        else:
+            self.text_to_vision = TransformerInjection(dt, dv)
+            if variant == "UUMuDPT":
+                self.vision_to_text = TransformerInjection(dv, dt)
+        # Levels beyond a tower's last block are learnable but never used (as in the authors' code).
+        self.text_blocks = self._prompted_blocks(depth, len(clip_model.transformer.resblocks), "text")
+        self.vision_blocks = self._prompted_blocks(depth, len(clip_model.visual.transformer.resblocks), "vision")
+        names = clean_classnames(classnames)
+        self.register_buffer("tokens", clip.tokenize([f"{phrase} {name}." for name in names]).long(),
+                             persistent=False)  # (C, L)
+        logger.info('%s: initial context "%s", %d prompt tokens per level, depth %d', variant, phrase, n_ctx, depth)
+
+    @staticmethod
+    def _prompted_blocks(depth: int, num_blocks: int, tower: str) -> List[int]:
+        if depth > num_blocks:
+            logger.warning("DEEP_PROMPT_DEPTH %d: the %s tower has only %d blocks, so the deep prompts for blocks "
+                           "%d..%d are unused", depth, tower, num_blocks, num_blocks, depth - 1)
+        return list(range(1, min(depth, num_blocks)))
+
+    @staticmethod
+    def _deep_map(levels: torch.Tensor, blocks: Sequence[int]) -> Optional[Dict[int, torch.Tensor]]:
+        """``{block i: level i-1}`` for ``CLIP.encode_*``; None without deep levels."""
+        return {i: levels[i - 1] for i in blocks} or None
+
+    def vision_prompts(self) -> VisionPrompts:
+        shallow, deep = self.text_to_vision(self.text_ctx, self.text_deep)  # (n, Dv), (D-1, n, Dv)
+        if self.vision_ctx is not None:
+            shallow = self.vision_ctx + shallow
+            deep = self.vision_deep + deep
+        return shallow, self._deep_map(deep, self.vision_blocks)
+
+    def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+        deep = self.text_deep  # (D-1, n, Dt)
+        if self.vision_to_text is not None and self.text_blocks:
+            deep = deep + self.vision_to_text(None, self.vision_deep)[1]
+        return {"text": self.tokens, "shallow": self.text_ctx, "deep": self._deep_map(deep, self.text_blocks)}
+
+
+def official_key_pairs(variant: str) -> List[Tuple[str, str]]:
+    """(our key prefix, the authors' key prefix) of every learnable tensor of ``variant``'s whole-model state."""
+    ours, theirs = "prompt_learner.", f"{variant.lower()}_prompt_learner."
+    pairs = [("text_ctx", theirs + "ctx"), ("text_deep", theirs + "deep_prompts")]
+    vision = [("vision_ctx", "image_encoder.visual_ctx"), ("vision_deep", "image_encoder.visual_ctx_deep_prompts")]
+    if variant == "MuDPT":
+        pairs += [("text_to_vision.shallow", theirs + "embed_projection"),
+                  ("text_to_vision.deep", theirs + "deep_projections"), *vision,
+                  ("vision_to_text.deep", "image_encoder.visual_ctx_deep_projections")]
+        return [(ours + a, b) for a, b in pairs]
+    pairs += [("text_to_vision.ln_in", theirs + "ln_pre"), ("text_to_vision.block", theirs + "self_attn"),
+              ("text_to_vision.ln_out", theirs + "ln_post"), ("text_to_vision.proj", theirs + "visual_proj")]
+    if variant == "UUMuDPT":
+        pairs += [*vision, ("vision_to_text.ln_in", "image_encoder.visual_ctx_ln_intra_pre"),
+                  ("vision_to_text.block", "image_encoder.visual_ctx_self_attn"),
+                  ("vision_to_text.ln_out", "image_encoder.visual_ctx_ln_intra_post"),
+                  ("vision_to_text.proj", "image_encoder.visual_ctx_text_proj")]
+    return [(ours + a, b) for a, b in pairs]
+
+
+def rename_prefixes(state: Dict[str, torch.Tensor], pairs: Sequence[Tuple[str, str]]) -> Dict[str, torch.Tensor]:
+    """Rename keys equal to, or below, a source prefix of ``pairs``; other keys (frozen CLIP) pass unchanged."""
+    out: Dict[str, torch.Tensor] = OrderedDict()
+    for key, value in state.items():
+        for src, dst in pairs:
+            if key == src or key.startswith(src + "."):
+                key = dst + key[len(src):]
+                break
+        out[key] = value
+    return out
+
+
+class _MuDPTTrainer(PromptTrainer):
+    """Shared trainer of the three variants; subclasses set ``VARIANT``, ``CFG_NODE`` and ``REGISTERED_NAME``."""
+
+    VARIANT = ""
+    # The authors register the whole CustomCLIP (their optimizer sees every parameter; frozen ones get no grad).
+    REGISTER_WHOLE_MODEL = True
+
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        node = CN()
+        node.N_CTX = 2  # prompt tokens per level (text and vision)
+        node.CTX_INIT = "a photo of a"  # its first N_CTX words initialise the text context ("" = random)
+        node.DEEP_PROMPT_DEPTH = 8  # prompted levels counting the input (9 in every shipped config/script)
+        node.PREC = "fp16"  # fp16 | fp32 | amp | bf16 (precision of the frozen CLIP)
+        cfg.TRAINER[cls.CFG_NODE] = node
+
+    def build_learner(self, clip_model: CLIP, classnames: List[str]) -> MuDPTPromptLearner:
+        c = self.method_cfg
+        return MuDPTPromptLearner(clip_model, classnames, self.VARIANT, c.N_CTX, c.CTX_INIT, c.DEEP_PROMPT_DEPTH)
+
+    def export_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return rename_prefixes(state, official_key_pairs(self.VARIANT))
+
+    def import_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return rename_prefixes(state, [(b, a) for a, b in official_key_pairs(self.VARIANT)])
+
+
+@TRAINER_REGISTRY.register()
+class MuDPT(_MuDPTTrainer):
+    """MuDPT: Multi-modal Deep-symphysis Prompt Tuning (Miao et al., ICME 2023, arXiv 2306.11400)."""
+
+    VARIANT = "MuDPT"
+    CFG_NODE = "MUDPT"
+    REGISTERED_NAME = "MultimodalDeepPromptTuning"
+
+
+@TRAINER_REGISTRY.register()
+class UMuDPT(_MuDPTTrainer):
+    """MuDPT's unified text->vision variant (Miao et al., ICME 2023, arXiv 2306.11400; authors' code)."""
+
+    VARIANT = "UMuDPT"
+    CFG_NODE = "UMUDPT"
+    REGISTERED_NAME = "UnifiedMultimodalDeepPromptTuning"
+
+
+@TRAINER_REGISTRY.register()
+class UUMuDPT(_MuDPTTrainer):
+    """MuDPT's unified two-way variant (Miao et al., ICME 2023, arXiv 2306.11400; authors' code)."""
+
+    VARIANT = "UUMuDPT"
+    CFG_NODE = "UUMUDPT"
+    # Same folder name as UMuDPT in the authors' code: their checkpoints of both variants sit there.
+    REGISTERED_NAME = "UnifiedMultimodalDeepPromptTuning"

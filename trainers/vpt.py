@@ -1,0 +1,78 @@
+"""VPT (deep vision prompting) on CLIP: learned prompt tokens in the image tower, hand-written class prompts.
+
+The text side is fixed: features of ``"a photo of a {class}."`` computed once at build time with the fp32 CLIP
+(as the official, whose loader always returns ``model.float()``); ``CTX_INIT`` is kept only so official configs
+merge. Prompt depth follows trainers/ivlp.py (``d`` = input + blocks 1..d-1); checkpoints use the official names.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from yacs.config import CfgNode as CN
+
+from clip import clip
+from clip.model import CLIP
+from engine import TRAINER_REGISTRY
+
+from .base import PromptedCLIP, PromptLearnerBase, clean_classnames
+from .ivlp import DeepVisionLearner, OfficialKeysTrainer
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE = "a photo of a {}."  # the official VPT trainer's fixed prompt, for every dataset
+
+
+class VPTPromptLearner(DeepVisionLearner):
+    """Vision prompts (see DeepVisionLearner) + the fixed class text features ``text_features`` (C, E)."""
+
+    def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, depth: int) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"TRAINER.VPT.PROMPT_DEPTH_VISION is {depth}; vision prompting needs a depth >= 1")
+        self._init_vision(clip_model, n_ctx, depth, "TRAINER.VPT.PROMPT_DEPTH_VISION")
+        tokens = clip.tokenize([TEMPLATE.format(name) for name in clean_classnames(classnames)]).long()  # (C, L)
+        self.register_buffer("tokens", tokens, persistent=False)
+        with torch.no_grad():
+            # The frozen CLIP is still fp32 here (precision is applied after the learner is built).
+            feats = torch.cat([clip_model.encode_text(t) for t in tokens.split(256)]).float()  # (C, E)
+        self.register_buffer("text_features", feats, persistent=False)
+        logger.info('Vision prompting: %d tokens, depth %d; fixed text prompts "%s"', n_ctx,
+                    len(self.vision_deep) + 1, TEMPLATE)
+
+    def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+        # The hand-written prompts; FixedTextCLIP uses the stored features instead of re-encoding these.
+        return {"text": self.tokens}
+
+
+class FixedTextCLIP(PromptedCLIP):
+    """PromptedCLIP whose class text features are the learner's stored ``text_features``."""
+
+    def text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return F.normalize(self.prompt_learner.text_features, dim=-1)  # (C, E)
+
+
+@TRAINER_REGISTRY.register()
+class VPT(OfficialKeysTrainer):
+    """Visual Prompt Tuning (Jia et al., ECCV 2022, arXiv 2203.12119), deep variant on CLIP as in MaPLe's code."""
+
+    CFG_NODE = "VPT"
+    # The official trainer registers its whole CustomCLIP under this name.
+    REGISTERED_NAME = "prompt_learner"
+
+    @classmethod
+    def add_config(cls, cfg) -> None:
+        cfg.TRAINER.VPT = CN()
+        cfg.TRAINER.VPT.N_CTX_VISION = 2  # prompt tokens per vision layer
+        cfg.TRAINER.VPT.CTX_INIT = "a photo of a"  # unused (the text prompts are fixed)
+        cfg.TRAINER.VPT.PREC = "fp16"  # fp16 | fp32 | amp | bf16
+        cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # >= 1; d = input + blocks 1..d-1
+
+    def build_learner(self, clip_model: CLIP, classnames: List[str]) -> VPTPromptLearner:
+        c = self.method_cfg
+        return VPTPromptLearner(clip_model, classnames, c.N_CTX_VISION, c.PROMPT_DEPTH_VISION)
+
+    def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> FixedTextCLIP:
+        return FixedTextCLIP(clip_model, learner)
