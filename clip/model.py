@@ -309,7 +309,8 @@ class CLIP(nn.Module):
         return self.visual(image.to(self.dtype), shallow=shallow, deep=deep)
 
     def encode_text(self, text: torch.Tensor, shallow: Optional[torch.Tensor] = None,
-                    deep: Optional[DeepPrompts] = None, embeddings: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    deep: Optional[DeepPrompts] = None, embeddings: Optional[torch.Tensor] = None,
+                    trim: bool = True) -> torch.Tensor:
         """Text features taken at the EOT token (the largest id of each row).
 
         Args:
@@ -317,13 +318,20 @@ class CLIP(nn.Module):
             shallow: ``(n, Dt)`` | ``(N, n, Dt)``, replaces token embeddings ``[1, 1+n)``.
             deep: ``{i: (n, Dt) | (N, n, Dt) | callable(x, i)}``, replaces ``[1, 1+n)`` at block i's input.
             embeddings: ``(N, L, Dt)`` caller-built token embeddings used instead of ``token_embedding(text)``.
+            trim: run the tower only up to the last EOT of the batch. Attention is causal and the feature is read
+                at EOT, so the padding after it never reaches the output: the result equals the full-length
+                path up to float rounding. (A callable deep prompt then sees the trimmed length.)
         Returns:
             ``(N, E)`` unnormalised features.
         """
+        if embeddings is not None and embeddings.shape[:2] != text.shape:
+            raise ValueError(f"embeddings {tuple(embeddings.shape)} do not match the token ids {tuple(text.shape)}")
+        if trim:
+            length = int(text.argmax(dim=-1).max()) + 1
+            text = text[:, :length]  # (N, L')
+            embeddings = None if embeddings is None else embeddings[:, :length]
         x = self.token_embedding(text) if embeddings is None else embeddings  # (N, L, Dt)
         x = x.to(self.dtype)
-        if x.shape[:2] != text.shape:
-            raise ValueError(f"embeddings {tuple(x.shape)} do not match the token ids {tuple(text.shape)}")
         span = PromptSpan(FRONT, x.shape[1] - 1)
         if shallow is not None:
             x = replace_span(x, shallow, span, "text shallow prompt")

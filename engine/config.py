@@ -86,6 +86,9 @@ _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = ""  # CLIP model name (RN50, ViT-B/16, ...)
 _C.MODEL.BACKBONE.PRETRAINED = True
 _C.MODEL.BACKBONE.PATH = ""  # (ours) local CLIP checkpoint loaded instead of downloading NAME
+# (ours) run the text tower only up to the last end-of-text token instead of all 77 positions: attention is
+# causal and features are read at EOT, so results are equal (fp32 rounding); False = the official path
+_C.MODEL.TRIM_TEXT = True
 _C.MODEL.HEAD = CN()
 _C.MODEL.HEAD.NAME = ""
 _C.MODEL.HEAD.HIDDEN_LAYERS = ()
@@ -132,6 +135,9 @@ _C.TEST.NO_TEST = False  # skip the test at the end of training
 _C.TEST.SPLIT = "test"  # test | val
 _C.TEST.FINAL_MODEL = "last_step"  # last_step | best_val
 _C.TEST.SAVE_PREDICTIONS = False  # (ours) write <OUTPUT_DIR>/predictions.json
+# (ours) compute the class text features once per test call when they do not depend on the image
+# (every method but CoCoOp); False = recompute them for every batch, as the official code
+_C.TEST.CACHE_TEXT = True
 
 # ---------------------------------------------------------------- trainer
 _C.TRAINER = CN()

@@ -7,7 +7,8 @@ tower (see clip/prompts.py). ``PromptedCLIP`` turns (frozen CLIP, learner) into 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -59,7 +60,13 @@ def clean_classnames(classnames: Iterable[str]) -> List[str]:
 
 
 class PromptLearnerBase(nn.Module):
-    """What a method implements: the prompts for each tower. Override the two methods that apply."""
+    """What a method implements: the prompts for each tower. Override the two methods that apply.
+
+    ``image_conditional``: the text prompts depend on the image (CoCoOp), so class text features cannot be
+    computed once per evaluation.
+    """
+
+    image_conditional: bool = False
 
     def vision_prompts(self) -> VisionPrompts:
         """``(shallow, deep)`` for ``CLIP.encode_image``; ``(None, None)`` = plain image tower."""
@@ -74,13 +81,29 @@ class PromptedCLIP(nn.Module):
     """Frozen CLIP + learner -> logits ``(B, C) = exp(logit_scale) * cos(image, class text)``.
 
     The learner lives at ``self.prompt_learner`` so checkpoint keys of methods that register the whole model
-    read ``prompt_learner.<name>`` as in the official files.
+    read ``prompt_learner.<name>`` as in the official files. ``trim_text``: run the text tower only up to the
+    last EOT (equal results, see ``CLIP.encode_text``); False = the official full 77-token path.
     """
 
-    def __init__(self, clip_model: CLIP, prompt_learner: PromptLearnerBase) -> None:
+    def __init__(self, clip_model: CLIP, prompt_learner: PromptLearnerBase, trim_text: bool = True) -> None:
         super().__init__()
         self.clip = clip_model
         self.prompt_learner = prompt_learner
+        self.trim_text = trim_text
+        self._text_cache: Optional[Dict[str, Optional[torch.Tensor]]] = None
+
+    @contextmanager
+    def cached_text(self, enabled: bool = True) -> Iterator[None]:
+        """Within this context, image-independent class text features are computed once and reused.
+
+        For evaluation only: the learnable tensors must not change inside (the cache is dropped on exit).
+        """
+        use = enabled and not self.prompt_learner.image_conditional
+        self._text_cache = {"features": None} if use else None
+        try:
+            yield
+        finally:
+            self._text_cache = None
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         """Normalised image features ``(B, E)``."""
@@ -88,10 +111,20 @@ class PromptedCLIP(nn.Module):
         feats = self.clip.encode_image(image.to(self.clip.dtype), shallow=shallow, deep=deep)  # (B, E)
         return F.normalize(feats.float(), dim=-1)
 
-    def text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Normalised class text features ``(C, E)``."""
-        feats = self.clip.encode_text(**self.prompt_learner.text_inputs(image_features))  # (C, E)
+    def compute_text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Normalised class text features ``(C, E)`` (``(B*C, E)`` for image-conditional learners)."""
+        inputs = self.prompt_learner.text_inputs(image_features)
+        feats = self.clip.encode_text(**inputs, trim=self.trim_text)  # (C, E)
         return F.normalize(feats.float(), dim=-1)
+
+    def text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Class text features, from the evaluation cache when one is active (see :meth:`cached_text`)."""
+        cache = self._text_cache
+        if cache is None:
+            return self.compute_text_features(image_features)
+        if cache["features"] is None:
+            cache["features"] = self.compute_text_features(image_features)
+        return cache["features"]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         img = self.image_features(image)  # (B, E)
@@ -122,7 +155,7 @@ class PromptTrainer(TrainerBase):
 
     def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> nn.Module:
         """The module ``trainer.model`` becomes; override for methods whose logits are computed differently."""
-        return PromptedCLIP(clip_model, learner)
+        return PromptedCLIP(clip_model, learner, trim_text=self.cfg.MODEL.TRIM_TEXT)
 
     def build_model(self) -> None:
         prec = self.method_cfg.PREC
@@ -167,3 +200,9 @@ class PromptTrainer(TrainerBase):
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with self.precision.autocast():
             return self.model(image).float()
+
+    def test(self, split: Optional[str] = None) -> Dict[str, float]:
+        """Evaluate with the class text features computed once per call (``TEST.CACHE_TEXT``) when they do not
+        depend on the image; ``TEST.CACHE_TEXT False`` recomputes them per batch as the official code."""
+        with self.model.cached_text(self.cfg.TEST.CACHE_TEXT):
+            return super().test(split)

@@ -42,6 +42,8 @@ class CoCoOpPromptLearner(PromptLearnerBase):
     (row ``b * C + c`` = image b, class c), the class token ids tiled ``B`` times, text shallow ``(B*C, n, Dt)``.
     """
 
+    image_conditional = True  # class text features change with every image: no per-evaluation cache
+
     def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str = "") -> None:
         super().__init__()
         names = clean_classnames(classnames)
@@ -51,12 +53,8 @@ class CoCoOpPromptLearner(PromptLearnerBase):
         # Kept fp32 under every PREC (the official casts it to fp16 with PREC fp16); the frozen CLIP alone
         # runs in low precision, and the prompt is cast to the tower's dtype inside encode_text.
         self.meta_net = MetaNet(clip_model.embed_dim, clip_model.text_width)
-        tokens = clip.tokenize([f"{prefix} {name}." for name in names]).long()  # (C, 77)
-        # The text tower is causal and reads the feature at EOT, so the padding after the longest prompt's EOT
-        # never reaches the output: dropping it gives the same features for a fraction of the cost, which
-        # matters here because CoCoOp encodes B * C prompts per batch.
-        length = int(tokens.argmax(dim=-1).max()) + 1
-        self.register_buffer("tokens", tokens[:, :length].contiguous(), persistent=False)  # (C, L)
+        tokens = clip.tokenize([f"{prefix} {name}." for name in names]).long()  # (C, L)
+        self.register_buffer("tokens", tokens, persistent=False)
 
     def instance_context(self, image_features: torch.Tensor) -> torch.Tensor:
         """Per-image context ``(B, n, Dt)`` = ctx + meta_net(normalised image features ``(B, E)``)."""
@@ -81,8 +79,9 @@ class CoCoOpCLIP(PromptedCLIP):
     call, the official loop: lower peak memory, B times more calls). Both give the same logits.
     """
 
-    def __init__(self, clip_model: CLIP, prompt_learner: CoCoOpPromptLearner, batched: bool = True) -> None:
-        super().__init__(clip_model, prompt_learner)
+    def __init__(self, clip_model: CLIP, prompt_learner: CoCoOpPromptLearner, batched: bool = True,
+                 trim_text: bool = True) -> None:
+        super().__init__(clip_model, prompt_learner, trim_text=trim_text)
         self.batched = batched
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -116,7 +115,8 @@ class CoCoOp(PromptTrainer):
         return CoCoOpPromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT)
 
     def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> nn.Module:
-        return CoCoOpCLIP(clip_model, learner, batched=self.method_cfg.BATCHED_TEXT)
+        return CoCoOpCLIP(clip_model, learner, batched=self.method_cfg.BATCHED_TEXT,
+                          trim_text=self.cfg.MODEL.TRIM_TEXT)
 
     def forward_backward(self, batch: Dict[str, Any]) -> Dict[str, float]:
         # The official CoCoOp logs the loss only (no accuracy): keep its log lines.

@@ -129,7 +129,8 @@ def test_callable_deep_prompt(tiny_model, text, images):
         _, inputs, _ = _block_io(tiny_model.transformer.resblocks, lambda: tiny_model.encode_text(text))
         expected_ctx = table + inputs[1][:, 1:1 + N_CTX].mean(dim=0)
         assert torch.equal(out, tiny_model.encode_text(text, deep={1: expected_ctx}))
-    assert calls == [((len(TEXTS), 77, tiny_model.text_width), 1)]
+    # encode_text trims to the last EOT by default, so the callable sees the trimmed length
+    assert calls == [((len(TEXTS), int(text.argmax(dim=-1).max()) + 1, tiny_model.text_width), 1)]
     vision = torch.zeros(1, tiny_model.vision_width)
     with torch.no_grad():
         got = tiny_model.encode_image(images, shallow=vision, deep={1: lambda x, i: x[:, -1:] * 2})

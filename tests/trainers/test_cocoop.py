@@ -72,8 +72,7 @@ def test_prompts_tile_classes_per_image_and_learnables_stay_fp32(data_root, tmp_
     inputs = learner.text_inputs(feats)
     ctx = learner.instance_context(feats)  # (3, n, D)
     assert inputs["shallow"].shape == (3 * n_cls, 4, clip_model.text_width)
-    # Token ids stop at the longest prompt's EOT (the causal tower never looks past it).
-    assert inputs["text"].shape == (3 * n_cls, int(inputs["text"].argmax(dim=-1).max()) + 1)
+    assert inputs["text"].shape == (3 * n_cls, 77)  # encode_text trims to the last EOT itself
     for b in range(3):
         torch.testing.assert_close(ctx[b], learner.ctx + learner.meta_net(feats[b]))
         for c in range(n_cls):
@@ -92,13 +91,12 @@ def test_official_style_checkpoint_loads_and_ours_uses_official_keys(data_root, 
     trainer = _tiny(data_root, tmp_path, tiny_clip_path, CONFIG, ["TRAINER.COCOOP.PREC", "fp32"])
     learner = trainer.model.prompt_learner
     assert learner.ctx.shape[0] == 4  # N_CTX taken from the words of "a photo of a"
-    # Dropping the padding after the last EOT leaves the text features unchanged (77-token ids, zero-padded).
+    # Trimming the padding after the last EOT (encode_text's default) leaves the text features unchanged.
     inputs = learner.text_inputs(torch.nn.functional.normalize(torch.randn(2, 32), dim=-1))
-    full = torch.nn.functional.pad(inputs["text"], (0, 77 - inputs["text"].shape[1]))
+    assert inputs["text"].shape[1] == 77
     with torch.no_grad():
         torch.testing.assert_close(trainer.model.clip.encode_text(**inputs),
-                                   trainer.model.clip.encode_text(full, shallow=inputs["shallow"]),
-                                   atol=1e-5, rtol=0)
+                                   trainer.model.clip.encode_text(**inputs, trim=False), atol=1e-5, rtol=0)
     state = {k: torch.randn_like(v) for k, v in learner.state_dict().items()}
     # Official files also carry the frozen token embeddings; they must be ignored on load.
     state["token_prefix"] = torch.zeros(trainer.dm.num_classes, 1, 64)
