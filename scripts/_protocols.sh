@@ -38,7 +38,13 @@ method_trainer() {
         maple) echo MaPLe ;;
         vpt) echo VPT ;;
         ivlp | language) echo IVLP ;;
-        *) die "unknown method '$1' (known: coop cocoop maple vpt ivlp language)" ;;
+        mudpt)
+            case "${VARIANT:-MuDPT}" in
+                MuDPT | UMuDPT | UUMuDPT) echo "${VARIANT:-MuDPT}" ;;
+                *) die "unknown MuDPT variant '${VARIANT}' (known: MuDPT UMuDPT UUMuDPT)" ;;
+            esac
+            ;;
+        *) die "unknown method '$1' (known: coop cocoop maple vpt ivlp language mudpt)" ;;
     esac
 }
 
@@ -65,6 +71,10 @@ method_cfg() {
         ivlp:*) echo "vit_b16_c2_ep5_batch4_2+2ctx" ;;
         language:few_shot) echo vit_b16_c2_ep5_batch4_4ctx_language_only_few_shot ;;
         language:*) echo vit_b16_c2_ep5_batch4_4ctx_language_only ;;
+        # MuDPT: the authors' scripts (main: N_CTX 4, 10 epochs; UMuDPT: N_CTX 2, 5 epochs; their cross-dataset
+        # evaluation names the N_CTX 2, 5-epoch file); UUMuDPT has no official config (MuDPT's settings).
+        mudpt:xd) [[ "${TRAINER}" == MuDPT ]] && echo vit_b16_bz4_ep5_nctx2_depth9 || mudpt_main_cfg ;;
+        mudpt:*) mudpt_main_cfg ;;
         *) die "no config for method '$method', protocol '$protocol'" ;;
     esac
 }
@@ -194,12 +204,22 @@ protocol_few_shot() {
     done
 }
 
-# run_protocol METHOD PROTOCOL ARGS...: the entry point of every wrapper.
+# mudpt_main_cfg: the main config of the selected MuDPT variant (TRAINER).
+mudpt_main_cfg() {
+    [[ "$TRAINER" == UMuDPT ]] && echo vit_b16_bz4_ep5_nctx2_depth9 || echo vit_b16_bz4_ep10_nctx4_depth9
+}
+
+# run_protocol METHOD PROTOCOL ARGS...: the entry point of every wrapper. For mudpt a trailing argument
+# MuDPT | UMuDPT | UUMuDPT selects the variant (as does VARIANT=...; default MuDPT).
 run_protocol() {
     METHOD="$1"
-    TRAINER="$(method_trainer "$1")"
     local name="protocol_$2"
     shift 2
+    if [[ "$METHOD" == mudpt && $# -gt 0 && "${!#}" =~ ^U{0,2}MuDPT$ ]]; then
+        VARIANT="${!#}"
+        set -- "${@:1:$(($# - 1))}"
+    fi
+    TRAINER="$(method_trainer "$METHOD")"
     declare -F "$name" >/dev/null || die "unknown protocol '${name#protocol_}'"
     "$name" "$@"
 }

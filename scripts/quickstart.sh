@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quickstart on a fresh machine, nothing downloaded but CLIP's BPE vocabulary (or CLIP_BPE_PATH set):
-# toy dataset + RANDOM-WEIGHT CLIP -> CoOp base-to-novel (train on base classes, test on new), 2 seeds -> table.
+# toy dataset + RANDOM-WEIGHT CLIP -> MaPLe base-to-novel (train on base classes, test on new), 2 seeds -> table.
 # usage: bash scripts/quickstart.sh            (QS_DIR=output/quickstart, PYTHON=python, QS_EPOCHS=5)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,23 +19,23 @@ banner
 $PY tools/make_toy_dataset.py "$QS_DIR/data"
 $PY tools/make_toy_clip.py "$QS_DIR/random_clip.pt" --seed 0
 
-export DATA="$QS_DIR/data" OUTPUT_ROOT="$QS_DIR" CFG=vit_b16_ctxv1
+export DATA="$QS_DIR/data" OUTPUT_ROOT="$QS_DIR" CFG=vit_b16_c2_ep5_batch4_2ctx
 export EXTRA_OPTS="MODEL.BACKBONE.PATH $QS_DIR/random_clip.pt INPUT.SIZE (32,32) OPTIM.MAX_EPOCH ${QS_EPOCHS:-5} \
-DATALOADER.TRAIN_X.BATCH_SIZE 8 DATALOADER.TEST.BATCH_SIZE 64 DATALOADER.NUM_WORKERS 0 TRAINER.COOP.PREC fp32 \
+DATALOADER.TRAIN_X.BATCH_SIZE 8 DATALOADER.TEST.BATCH_SIZE 64 DATALOADER.NUM_WORKERS 0 TRAINER.MAPLE.PREC fp32 \
 TRAIN.PRINT_FREQ 1000"
 for seed in 1 2; do
-    bash scripts/coop/base2new_train.sh caltech101 "$seed"
-    bash scripts/coop/base2new_test.sh caltech101 "$seed"
+    bash scripts/maple/base2new_train.sh caltech101 "$seed"
+    bash scripts/maple/base2new_test.sh caltech101 "$seed"
 done
 
-tail="caltech101/shots_16/CoOp/$CFG"
+tail="caltech101/shots_16/MaPLe/$CFG"
 $PY - "$QS_DIR/base2new/train_base/$tail" "$QS_DIR/base2new/test_new/$tail" <<'PYEOF'
 import sys
 from tools.parse_test_res import parse_dir
 base, new = parse_dir(sys.argv[1]), parse_dir(sys.argv[2], test_log=True)
 b, n = base.mean["accuracy"], new.mean["accuracy"]
 hm = 2 * b * n / (b + n) if b + n > 0 else 0.0
-print(f"\n{'dataset':<12}{'base':>16}{'new':>16}{'HM':>8}   (CoOp, {len(base.runs)} seeds, mean +- std)")
+print(f"\n{'dataset':<12}{'base':>16}{'new':>16}{'HM':>8}   (MaPLe, {len(base.runs)} seeds, mean +- std)")
 print(f"{'toy':<12}{b:>9.2f} +- {base.spread['accuracy']:<4.2f}{n:>9.2f} +- {new.spread['accuracy']:<4.2f}{hm:>8.2f}")
 PYEOF
 banner

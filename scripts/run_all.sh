@@ -3,7 +3,7 @@
 # instructions give (docs/RUN.md of MaPLe). Finished runs are skipped, unfinished ones resumed, so the command
 # can simply be started again after an interruption.
 # usage: DATA=/path/to/datasets bash scripts/run_all.sh METHOD PROTOCOL
-#   METHOD:   coop cocoop maple vpt ivlp language (a folder of scripts/)
+#   METHOD:   coop cocoop maple vpt ivlp language mudpt (a folder of scripts/; mudpt: VARIANT=...)
 #   PROTOCOL: base2new  base2new_train + base2new_test on the 11 datasets
 #             xd        xd_train on imagenet + xd_test on the 10 cross-dataset targets
 #             dg        xd_train on imagenet + xd_test on imagenetv2 imagenet_sketch imagenet_a imagenet_r
@@ -17,7 +17,7 @@ ELEVEN="imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgv
 XD_TARGETS="${ELEVEN#imagenet }"
 DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
 WRAPPERS="$REPO_ROOT/scripts/$1"
-[[ -d "$WRAPPERS" ]] || die "unknown method '$1' (a folder of scripts/: coop cocoop maple vpt ivlp language)"
+[[ -d "$WRAPPERS" ]] || die "unknown method '$1' (a folder of scripts/: coop cocoop maple vpt ivlp language mudpt)"
 
 case "$2" in
     base2new) STEPS=(base2new_train base2new_test) LIST="${DATASETS:-$ELEVEN}" ;;

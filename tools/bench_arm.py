@@ -123,13 +123,13 @@ class ArmSession:
         model = self.trainer.model
         learner = model.prompt_learner
         batch = int(self.batch["img"].shape[0])
-        with torch.no_grad():
-            feats = torch.zeros(batch, model.clip.embed_dim, device=self.trainer.device)
-            ids = learner.text_inputs(feats)["text"]  # (C, 77) or (B*C, 77)
-        text_inputs = learner.text_inputs(feats)
-        text_grad = any(isinstance(v, torch.Tensor) and v.requires_grad for v in text_inputs.values()) or any(
-            isinstance(v, dict) and any(t.requires_grad for t in v.values() if isinstance(t, torch.Tensor))
-            for v in text_inputs.values())
+        feats = torch.zeros(batch, model.clip.embed_dim, device=self.trainer.device)
+        text_inputs = learner.text_inputs(feats)  # grad enabled: shows whether gradients reach the text tower
+        ids = text_inputs["text"]  # (C, 77), or (B*C, 77) for image-conditional prompts
+        tensors = [v for v in text_inputs.values() if isinstance(v, torch.Tensor)]
+        tensors += [t for v in text_inputs.values() if isinstance(v, dict) for t in v.values()
+                    if isinstance(t, torch.Tensor)]
+        text_grad = any(t.requires_grad for t in tensors)
         shallow, deep = learner.vision_prompts()
         n_vision = 0 if shallow is None else int(shallow.shape[-2])
         trimmed = int(ids.argmax(dim=-1).max()) + 1

@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 # Variables the scripts read: a value left in the caller's environment must not leak into a test.
 _PROTOCOL_ENV = {"DATA", "DRY_RUN", "EXTRA_OPTS", "SEEDS", "CFG", "SHOTS", "NCTX", "CSC", "CTP", "LOADEP", "SUB",
-                 "OUTPUT_ROOT", "PYTHON", "SRC_DATASET", "SHOTS_LIST", "DATASETS"}
+                 "OUTPUT_ROOT", "PYTHON", "SRC_DATASET", "SHOTS_LIST", "DATASETS", "VARIANT"}
 
 
 def run(script: str, *args: str, env: dict[str, str] | None = None, data: str | None = "/datasets",

@@ -21,6 +21,8 @@ METHODS = {
              "vit_b16_c2_ep5_batch4_2+2ctx_few_shot"),
     "language": ("IVLP", "vit_b16_c2_ep5_batch4_4ctx_language_only", "5",
                  "vit_b16_c2_ep5_batch4_4ctx_language_only", "5", "vit_b16_c2_ep5_batch4_4ctx_language_only_few_shot"),
+    "mudpt": ("MuDPT", "vit_b16_bz4_ep10_nctx4_depth9", "10", "vit_b16_bz4_ep5_nctx2_depth9", "5",
+              "vit_b16_bz4_ep10_nctx4_depth9"),
 }
 PROTOCOLS = ["base2new_train", "base2new_test", "xd_train", "xd_test", "reproduce", "reproduce_xd", "few_shot"]
 
@@ -172,3 +174,18 @@ def test_data_unset_is_an_error(tmp_path, protocol):
     args = ["dtd", "1", "/weights"] if protocol.startswith("reproduce") else ["dtd", "1"]
     proc = run(f"language/{protocol}.sh", *args, data=None, out_root=tmp_path)
     assert proc.returncode != 0 and "DATA=/path/to/datasets" in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("variant,cfg,epoch", [("UMuDPT", "vit_b16_bz4_ep5_nctx2_depth9", "5"),
+                                               ("UUMuDPT", "vit_b16_bz4_ep10_nctx4_depth9", "10")])
+def test_mudpt_variant_as_trailing_argument_or_environment(tmp_path, variant, cfg, epoch):
+    tail = f"caltech101/shots_16/{variant}/{cfg}/seed1"
+    expected = [_head(variant, "caltech101", "1", cfg) + [
+        "--model-dir", f"{tmp_path}/base2new/train_base/{tail}", "--load-epoch", epoch, "--eval-only",
+        "--output-dir", f"{tmp_path}/base2new/test_new/{tail}",
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new"]]
+    assert commands(run("mudpt/base2new_test.sh", "caltech101", "1", variant, out_root=tmp_path)) == expected
+    assert commands(run("mudpt/base2new_test.sh", "caltech101", "1", out_root=tmp_path,
+                        env={"VARIANT": variant})) == expected
+    bad = run("mudpt/base2new_test.sh", "caltech101", "1", out_root=tmp_path, env={"VARIANT": "XMuDPT"})
+    assert bad.returncode != 0 and "unknown MuDPT variant 'XMuDPT'" in bad.stderr
