@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .helpers import assert_grad_close, build, caltech_argv
+from .helpers import build, caltech_argv, check_against_fixture
 
 CONFIG = "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml"
 OFFICIAL_KEYS = {"ctx", "meta_net.linear1.weight", "meta_net.linear1.bias", "meta_net.linear2.weight",
@@ -35,22 +35,10 @@ def test_cocoop_matches_official(parity_dir, data_root, tmp_path, vit_b16_32px_p
             value.copy_(fx["state_dict"][key])
 
     trainer.set_model_mode("eval")
-    batched = _logits(trainer, fx["eval_images"], True)
-    torch.testing.assert_close(batched, fx["eval_logits"], atol=1e-4, rtol=0)
     # The per-image loop (the official structure) gives the same logits; 4 images keep the test short.
-    torch.testing.assert_close(_logits(trainer, fx["eval_images"][:4], False), batched[:4], atol=1e-5, rtol=0)
-    trainer.model.batched = True
-    assert trainer.get_current_lr() == pytest.approx(fx["lr_at_step"])
-
-    trainer.set_model_mode("train")
-    out = trainer.forward_backward({"img": fx["train_images"], "label": fx["train_labels"]})
-    assert set(out) == {"loss"}  # the official logs the loss only
-    assert out["loss"] == pytest.approx(float(fx["train_loss"]), abs=5e-5)
-    params = dict(learner.named_parameters())
-    for key, ref in fx["grads"].items():
-        assert_grad_close(ref, params[key].grad, 1e-4, key)
-    for key, ref in fx["state_dict_after_one_sgd_step"].items():
-        torch.testing.assert_close(params[key].detach(), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(_logits(trainer, fx["eval_images"][:4], False),
+                               _logits(trainer, fx["eval_images"][:4], True), atol=1e-5, rtol=0)
+    check_against_fixture(trainer, fx)
 
 
 def _tiny(data_root, tmp_path, tiny_clip_path, config="CoCoOp/vit_b16_c4_ep10_batch1.yaml", extra=()):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .helpers import assert_grad_close, build, caltech_argv
+from .helpers import build, caltech_argv, check_against_fixture
 
 CASES = {
     # name: (fixture path, trainer, config, size, weights fixture, extra opts)
@@ -41,20 +41,7 @@ def test_trainer_matches_official(name, parity_dir, data_root, tmp_path, request
     learnable = {k for k, p in learner.named_parameters() if p.requires_grad}
     assert learnable == set(fx["state_dict"])
 
-    trainer.set_model_mode("eval")
-    with torch.no_grad():
-        logits = trainer.model_inference(fx["eval_images"])
-    torch.testing.assert_close(logits, fx["eval_logits"], atol=1e-4, rtol=0)
-    assert trainer.get_current_lr() == pytest.approx(fx["lr_at_step"])
-
-    trainer.set_model_mode("train")
-    out = trainer.forward_backward({"img": fx["train_images"], "label": fx["train_labels"]})
-    assert out["loss"] == pytest.approx(float(fx["train_loss"]), abs=5e-5)
-    params = dict(learner.named_parameters())
-    for key, ref in fx["grads"].items():
-        assert_grad_close(ref, params[key].grad, 1e-4, key)
-    for key, ref in fx["state_dict_after_one_sgd_step"].items():
-        torch.testing.assert_close(params[key].detach(), ref, atol=1e-6, rtol=0)
+    check_against_fixture(trainer, fx)
 
 
 ZS_CASES = {"vit": ("trainers/trainer_ZeroshotCLIP.pt", "CoOp/vit_b16.yaml", 32, "vit_b16_32px_path"),
