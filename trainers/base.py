@@ -7,15 +7,17 @@ tower (see clip/prompts.py). ``PromptedCLIP`` turns (frozen CLIP, learner) into 
 from __future__ import annotations
 
 import logging
+import re
+from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from clip import clip
-from clip.model import CLIP, cast_model
+from clip.model import CLIP, VisionTransformer, cast_model
 from engine.checkpoint import load_checkpoint, load_learnable
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.trainer import TrainerBase
@@ -57,6 +59,85 @@ def freeze(module: nn.Module) -> nn.Module:
 def clean_classnames(classnames: Iterable[str]) -> List[str]:
     """Class names as they enter a prompt: underscores become spaces (as the official code does)."""
     return [name.replace("_", " ") for name in classnames]
+
+
+# ----------------------------------------------------------------------------------- helpers shared by methods
+# The official code initialises the text context from CTX_INIT only for short contexts; longer ones start random.
+MAX_INIT_CTX = 4
+
+
+def random_prompts(n: int, width: int) -> torch.Tensor:
+    """``(n, width)`` prompt tokens drawn from N(0, 0.02^2) (the official init of every prompt of these methods)."""
+    return torch.empty(n, width).normal_(std=0.02)
+
+
+def short_phrase_context(clip_model: CLIP, n_ctx: int, ctx_init: str, key: str) -> Tuple[torch.Tensor, str]:
+    """Initial text context ``(n_ctx, Dt)`` and the phrase the class prompts start with (MaPLe / IVLP rule).
+
+    With ``ctx_init`` and ``n_ctx <= 4`` the context is the embedding of the phrase's first ``n_ctx`` tokens and
+    the prompts keep the WHOLE phrase: with "a photo of a" and 2 tokens, "of a" stays as frozen words after the
+    learned "a photo". Otherwise the context is N(0, 0.02) and the phrase is ``n_ctx`` placeholder "X" words.
+    ``key`` names the config node in errors (e.g. ``TRAINER.MAPLE``).
+    """
+    if n_ctx < 1:
+        raise ValueError(f"{key}.N_CTX is {n_ctx}; at least one context token is needed")
+    if ctx_init and n_ctx <= MAX_INIT_CTX:
+        phrase = ctx_init.replace("_", " ")
+        ids = clip.tokenize(phrase).long()  # (1, L)
+        n_words = int(ids[0].argmax()) - 1  # BPE tokens between SOS and EOT
+        if n_ctx > n_words:
+            # The context span would cover the class name and EOT (the official code silently does that).
+            raise ValueError(f"{key}.CTX_INIT {ctx_init!r} has {n_words} tokens but N_CTX is {n_ctx}; use a "
+                             f"phrase of at least {n_ctx} tokens or an empty CTX_INIT")
+        with torch.no_grad():
+            emb = clip_model.token_embedding(ids)  # (1, L, Dt)
+        return emb[0, 1:1 + n_ctx].float().clone(), phrase
+    if ctx_init:
+        logger.warning("%s.CTX_INIT is ignored for N_CTX %d > %d (random init, as the official code)",
+                       key, n_ctx, MAX_INIT_CTX)
+    return random_prompts(n_ctx, clip_model.text_width), " ".join(["X"] * n_ctx)
+
+
+def prompt_depth(depth: int, num_blocks: int, key: str, minimum: int = 0) -> int:
+    """The prompt depth actually used: ``depth`` checked (>= ``minimum``) and capped at ``num_blocks``.
+
+    Depth ``d`` = prompts at the input + blocks ``1 .. d-1``; above the block count every block is prompted.
+    """
+    if depth < minimum:
+        raise ValueError(f"{key} is {depth}; it must be >= {minimum}")
+    if depth > num_blocks:
+        logger.warning("%s is %d but the tower has %d blocks: prompting every block", key, depth, num_blocks)
+    return min(depth, num_blocks)
+
+
+def require_vit(clip_model: CLIP, what: str) -> None:
+    """Vision prompts are tokens of a ViT: fail at build time (not at the first batch) on a ResNet tower."""
+    if not isinstance(clip_model.visual, VisionTransformer):
+        raise ValueError(f"{what} needs a ViT image tower, but this CLIP has a {type(clip_model.visual).__name__} "
+                         f"(ResNet) tower: choose a ViT backbone (e.g. MODEL.BACKBONE.NAME ViT-B/16)")
+
+
+def _key_regex(template: str) -> "re.Pattern[str]":
+    pattern = re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)")
+    return re.compile(pattern + r"(?P<rest>\..*)?")
+
+
+def rename_keys(state: Mapping[str, torch.Tensor], pairs: Sequence[Tuple[str, str]]) -> Dict[str, torch.Tensor]:
+    """Rename keys equal to, or below (``src.``), a ``src`` of ``(src, dst)`` pairs; ``{i}`` matches a block index.
+
+    Keys that match nothing (the frozen CLIP of an official whole-model file) pass unchanged, so the checkpoint
+    loader can recognise and ignore them.
+    """
+    compiled = [(_key_regex(src), dst) for src, dst in pairs]
+    out: Dict[str, torch.Tensor] = OrderedDict()
+    for key, value in state.items():
+        for regex, dst in compiled:
+            match = regex.fullmatch(key)
+            if match:
+                key = dst.format(i=match.groupdict().get("i")) + (match.group("rest") or "")
+                break
+        out[key] = value
+    return out
 
 
 class PromptLearnerBase(nn.Module):
@@ -142,6 +223,9 @@ class PromptTrainer(TrainerBase):
     CFG_NODE: str = ""
     REGISTERED_NAME: str = "prompt_learner"
     REGISTER_WHOLE_MODEL: bool = False
+    # (our key, official key) pairs for checkpoints whose official names differ from our modules' (see
+    # rename_keys); empty = our names are the official ones.
+    OFFICIAL_KEYS: Sequence[Tuple[str, str]] = ()
     PRECISIONS: Sequence[str] = ("fp16", "fp32", "amp", "bf16")
 
     @property
@@ -178,6 +262,17 @@ class PromptTrainer(TrainerBase):
         optim = build_optimizer(registered, self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)
         self.register_model(self.REGISTERED_NAME, registered, optim, sched)
+
+    def official_keys(self) -> Sequence[Tuple[str, str]]:
+        """The ``(our key, official key)`` pairs of this trainer's checkpoints (default: ``OFFICIAL_KEYS``)."""
+        return self.OFFICIAL_KEYS
+
+    def export_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return rename_keys(state, self.official_keys()) if self.official_keys() else state
+
+    def import_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        pairs = [(official, ours) for ours, official in self.official_keys()]
+        return rename_keys(state, pairs) if pairs else state
 
     def load_init_weights(self, path: str) -> None:
         """Initialise the learnable tensors from a checkpoint file (``MODEL.INIT_WEIGHTS``; ours or official)."""

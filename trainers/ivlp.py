@@ -11,19 +11,18 @@ live inside the CLIP modules), see :data:`OFFICIAL_KEYS`.
 from __future__ import annotations
 
 import logging
-import re
-from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from yacs.config import CfgNode as CN
 
 from clip import clip
-from clip.model import CLIP, VisionTransformer
+from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
-from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
+from .base import (PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames, prompt_depth, random_prompts,
+                   require_vit, short_phrase_context)
 
 logger = logging.getLogger(__name__)
 
@@ -36,42 +35,6 @@ OFFICIAL_KEYS: Tuple[Tuple[str, str], ...] = (
 )
 
 
-def _key_regex(template: str) -> "re.Pattern[str]":
-    return re.compile(re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)"))
-
-
-def rename_keys(state: Mapping[str, torch.Tensor], pairs: Sequence[Tuple[str, str]]) -> Dict[str, torch.Tensor]:
-    """Rename the keys that fully match a ``source`` template of ``pairs`` to its ``target``; keep the others.
-
-    Keys that match nothing (the frozen CLIP of an official whole-model file) pass unchanged, so the loader
-    can recognise and ignore them.
-    """
-    compiled = [(_key_regex(src), dst) for src, dst in pairs]
-    out: Dict[str, torch.Tensor] = OrderedDict()
-    for key, value in state.items():
-        for regex, dst in compiled:
-            match = regex.fullmatch(key)
-            if match:
-                key = dst.format(**match.groupdict())
-                break
-        out[key] = value
-    return out
-
-
-def prompt_depth(depth: int, num_blocks: int, key: str) -> int:
-    """The depth actually used: ``depth`` checked, and capped at ``num_blocks`` (every block prompted)."""
-    if depth < 0:
-        raise ValueError(f"{key} is {depth}; it must be >= 0")
-    if depth > num_blocks:
-        logger.warning("%s is %d but the tower has %d blocks: prompting every block", key, depth, num_blocks)
-    return min(depth, num_blocks)
-
-
-def random_prompts(n: int, width: int) -> torch.Tensor:
-    """``(n, width)`` prompt tokens drawn from N(0, 0.02^2) (the official init of every prompt of these methods)."""
-    return torch.empty(n, width).normal_(std=0.02)
-
-
 def deep_prompt_table(n: int, width: int, depth: int) -> nn.ParameterDict:
     """One ``(n, width)`` prompt per block ``1 .. depth-1``, keyed by the block index as a string."""
     return nn.ParameterDict({str(i): nn.Parameter(random_prompts(n, width)) for i in range(1, depth)})
@@ -80,28 +43,6 @@ def deep_prompt_table(n: int, width: int, depth: int) -> nn.ParameterDict:
 def as_deep(table: nn.ParameterDict) -> Optional[Dict[int, torch.Tensor]]:
     """``{block index: prompt}`` for ``CLIP.encode_*``; None when the table is empty."""
     return {int(i): p for i, p in table.items()} or None
-
-
-def require_vit(clip_model: CLIP, what: str) -> None:
-    """Vision prompts are tokens of a ViT: fail at build time (not at the first batch) on a ResNet tower."""
-    if not isinstance(clip_model.visual, VisionTransformer):
-        raise ValueError(f"{what} needs a ViT image tower, but this CLIP has a {type(clip_model.visual).__name__} "
-                         f"(ResNet) tower: choose a ViT backbone (e.g. MODEL.BACKBONE.NAME ViT-B/16)")
-
-
-def init_text_context(clip_model: CLIP, n_ctx: int, ctx_init: str) -> Tuple[torch.Tensor, str]:
-    """Initial text context ``(n_ctx, Dt)`` and the phrase the prompts are tokenized with.
-
-    As the official IVLP/MaPLe: ``ctx_init`` is used only when ``n_ctx <= 4``; the context is then the first
-    ``n_ctx`` token embeddings of the phrase, and the prompts keep the WHOLE phrase (tokens beyond ``n_ctx`` stay
-    frozen words). Otherwise the context is random and the phrase is ``n_ctx`` placeholder words.
-    """
-    if ctx_init and n_ctx <= 4:
-        phrase = ctx_init.replace("_", " ")
-        with torch.no_grad():
-            emb = clip_model.token_embedding(clip.tokenize(phrase).long())  # (1, L, Dt)
-        return emb[0, 1:1 + n_ctx].float().clone(), phrase
-    return random_prompts(n_ctx, clip_model.text_width), " ".join(["X"] * n_ctx)
 
 
 class DeepVisionLearner(PromptLearnerBase):
@@ -137,7 +78,7 @@ class IVLPPromptLearner(DeepVisionLearner):
             raise ValueError(f"IVLP needs text prompts (PROMPT_DEPTH_TEXT {depth_text}, N_CTX_TEXT {n_ctx_text} "
                              f"must both be >= 1); use the VPT trainer to prompt only the image tower")
         depth_text = prompt_depth(depth_text, len(clip_model.transformer.resblocks), "TRAINER.IVLP.PROMPT_DEPTH_TEXT")
-        ctx, phrase = init_text_context(clip_model, n_ctx_text, ctx_init)
+        ctx, phrase = short_phrase_context(clip_model, n_ctx_text, ctx_init, "TRAINER.IVLP")
         self.ctx = nn.Parameter(ctx)
         self.text_deep = deep_prompt_table(n_ctx_text, clip_model.text_width, depth_text)
         names = clean_classnames(classnames)
@@ -156,12 +97,7 @@ class OfficialKeysTrainer(PromptTrainer):
     """Saves learnable tensors under the official CustomCLIP key names and reads official files back."""
 
     REGISTER_WHOLE_MODEL = True
-
-    def export_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return rename_keys(state, OFFICIAL_KEYS)
-
-    def import_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return rename_keys(state, [(official, ours) for ours, official in OFFICIAL_KEYS])
+    OFFICIAL_KEYS = OFFICIAL_KEYS
 
 
 @TRAINER_REGISTRY.register()

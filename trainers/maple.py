@@ -15,65 +15,20 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
 from yacs.config import CfgNode as CN
 
 from clip import clip
-from clip.model import CLIP, VisionTransformer
+from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
-from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
+from .base import (PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames, prompt_depth, random_prompts,
+                   require_vit, short_phrase_context)
 
 logger = logging.getLogger(__name__)
-
-# The official code initialises from CTX_INIT only for short contexts; longer ones start random.
-MAX_INIT_CTX = 4
-
-
-def maple_context(clip_model: CLIP, n_ctx: int, ctx_init: str) -> Tuple[torch.Tensor, str]:
-    """Initial shallow text context ``(n_ctx, Dt)`` and the phrase the class prompts start with.
-
-    With ``ctx_init`` and ``n_ctx <= 4`` the context is the embedding of the phrase's first ``n_ctx`` tokens and
-    the prompts keep the WHOLE phrase: with "a photo of a" and 2 tokens, "of a" stays as frozen words after the
-    learned "a photo". Otherwise the context is N(0, 0.02) and the phrase is ``n_ctx`` placeholder "X" words.
-    """
-    if n_ctx < 1:
-        raise ValueError(f"TRAINER.MAPLE.N_CTX is {n_ctx}; MaPLe needs at least one context token")
-    if ctx_init and n_ctx <= MAX_INIT_CTX:
-        phrase = ctx_init.replace("_", " ")
-        ids = clip.tokenize(phrase).long()  # (1, L)
-        n_words = int(ids[0].argmax()) - 1  # BPE tokens between SOS and EOT
-        if n_ctx > n_words:
-            # The context span would cover the class name and EOT: nothing sensible to learn there.
-            raise ValueError(f"TRAINER.MAPLE.CTX_INIT {ctx_init!r} has {n_words} tokens but N_CTX is {n_ctx}; "
-                             f"use a phrase of at least {n_ctx} tokens or an empty CTX_INIT")
-        with torch.no_grad():
-            emb = clip_model.token_embedding(ids)  # (1, L, Dt)
-        return emb[0, 1:1 + n_ctx].float().clone(), phrase
-    if ctx_init:
-        logger.warning("TRAINER.MAPLE.CTX_INIT is ignored for N_CTX %d > %d (random init, as the official code)",
-                       n_ctx, MAX_INIT_CTX)
-    ctx = torch.empty(n_ctx, clip_model.text_width)
-    nn.init.normal_(ctx, std=0.02)
-    return ctx, " ".join(["X"] * n_ctx)
-
-
-def usable_depth(clip_model: CLIP, depth: int) -> int:
-    """PROMPT_DEPTH checked against the model: ViT image tower, ``1 <= depth``, capped at the block count."""
-    if not isinstance(clip_model.visual, VisionTransformer):
-        raise ValueError(f"MaPLe couples text prompts into a ViT image tower; this CLIP has a "
-                         f"{type(clip_model.visual).__name__} image tower (use a ViT backbone, e.g. ViT-B/16)")
-    if depth < 1:
-        raise ValueError(f"TRAINER.MAPLE.PROMPT_DEPTH is {depth}; it must be >= 1 (1 = prompts at the input only)")
-    blocks = min(clip_model.transformer.layers, clip_model.visual.transformer.layers)
-    if depth > blocks:
-        logger.warning("TRAINER.MAPLE.PROMPT_DEPTH is %d but the towers have %d blocks: prompting every block",
-                       depth, blocks)
-    return min(depth, blocks)
-
 
 class MaPLePromptLearner(PromptLearnerBase):
     """Learnable: ``ctx`` (n, Dt), ``proj`` Dt->Dv, ``compound_prompts_text[k]`` (n, Dt) and
@@ -81,16 +36,16 @@ class MaPLePromptLearner(PromptLearnerBase):
 
     def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str, depth: int) -> None:
         super().__init__()
-        depth = usable_depth(clip_model, depth)
+        require_vit(clip_model, "MaPLe (it couples text prompts into the image tower)")
+        blocks = min(clip_model.transformer.layers, clip_model.visual.transformer.layers)
+        depth = prompt_depth(depth, blocks, "TRAINER.MAPLE.PROMPT_DEPTH", minimum=1)
         text_w, vision_w = clip_model.text_width, clip_model.vision_width
-        ctx, phrase = maple_context(clip_model, n_ctx, ctx_init)
+        ctx, phrase = short_phrase_context(clip_model, n_ctx, ctx_init, "TRAINER.MAPLE")
         logger.info('MaPLe: initial context "%s", %d context tokens, prompt depth %d', phrase, n_ctx, depth)
         self.ctx = nn.Parameter(ctx)
         self.proj = nn.Linear(text_w, vision_w)
-        deep = [torch.empty(n_ctx, text_w) for _ in range(depth - 1)]
-        for prompt in deep:
-            nn.init.normal_(prompt, std=0.02)
-        self.compound_prompts_text = nn.ParameterList([nn.Parameter(p) for p in deep])
+        self.compound_prompts_text = nn.ParameterList([nn.Parameter(random_prompts(n_ctx, text_w))
+                                                       for _ in range(depth - 1)])
         # The official code clones ONE initialised layer, so every deep projection starts identical.
         template = nn.Linear(text_w, vision_w)
         self.compound_prompt_projections = nn.ModuleList([copy.deepcopy(template) for _ in range(depth - 1)])

@@ -15,7 +15,6 @@ Checkpoints carry the authors' key names (:func:`official_key_pairs`).
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -26,8 +25,7 @@ from clip import clip
 from clip.model import CLIP, LayerNorm, ResidualAttentionBlock
 from engine import TRAINER_REGISTRY
 
-from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
-from .ivlp import require_vit
+from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames, require_vit
 
 logger = logging.getLogger(__name__)
 
@@ -180,18 +178,6 @@ def official_key_pairs(variant: str) -> List[Tuple[str, str]]:
     return [(ours + a, b) for a, b in pairs]
 
 
-def rename_prefixes(state: Dict[str, torch.Tensor], pairs: Sequence[Tuple[str, str]]) -> Dict[str, torch.Tensor]:
-    """Rename keys equal to, or below, a source prefix of ``pairs``; other keys (frozen CLIP) pass unchanged."""
-    out: Dict[str, torch.Tensor] = OrderedDict()
-    for key, value in state.items():
-        for src, dst in pairs:
-            if key == src or key.startswith(src + "."):
-                key = dst + key[len(src):]
-                break
-        out[key] = value
-    return out
-
-
 class _MuDPTTrainer(PromptTrainer):
     """Shared trainer of the three variants; subclasses set ``VARIANT``, ``CFG_NODE`` and ``REGISTERED_NAME``."""
 
@@ -212,11 +198,8 @@ class _MuDPTTrainer(PromptTrainer):
         c = self.method_cfg
         return MuDPTPromptLearner(clip_model, classnames, self.VARIANT, c.N_CTX, c.CTX_INIT, c.DEEP_PROMPT_DEPTH)
 
-    def export_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return rename_prefixes(state, official_key_pairs(self.VARIANT))
-
-    def import_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return rename_prefixes(state, [(b, a) for a, b in official_key_pairs(self.VARIANT)])
+    def official_keys(self) -> List[Tuple[str, str]]:
+        return official_key_pairs(self.VARIANT)
 
 
 @TRAINER_REGISTRY.register()
