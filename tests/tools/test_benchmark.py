@@ -1,0 +1,104 @@
+"""tools/benchmark.py on the tiny CLIP: report keys, equal logits of both arms, FLOP formula, inputs.
+
+No timing assertion here: speed claims come from running the tool, never from a timed unit test.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tools.bench_arm import ArmSpec, build_argv
+from tools.bench_setup import (CALTECH101_CLASSNAMES, classnames_for, imagenet_length_names, step_flops,
+                               tower_flops, write_dataset)
+from tools.benchmark import ArmProcess, LocalArm, Plan, format_table, run_benchmark
+
+HEADLINE = ("maple_train_speedup", "cocoop_train_speedup", "eval_vs_image_floor", "maple_memory_ratio",
+            "max_logit_diff")
+
+
+def test_caltech_names_are_coop_split_order():
+    assert len(CALTECH101_CLASSNAMES) == len(set(CALTECH101_CLASSNAMES)) == 100
+    assert CALTECH101_CLASSNAMES[:5] == ["face", "leopard", "motorbike", "accordion", "airplane"]
+    with pytest.raises(ValueError, match="Caltech101 has 100"):
+        classnames_for(101, imagenet_like=False)
+
+
+def test_imagenet_length_names_distinct_and_deterministic():
+    names = imagenet_length_names(1000)
+    assert len(set(names)) == 1000 and names == imagenet_length_names(1000)
+    words = [len(n.split()) for n in names]
+    assert max(words) == 4 and 1.5 < sum(words) / len(words) < 2.5
+
+
+def test_flop_formula_matches_hand_count():
+    # one block, width 8, 2 sequences of 3 tokens: linear 24*64*6 = 9216, attention 4*3*8*6 = 576
+    assert tower_flops(2, 3, 8, 1, backward=False) == 9216 + 576
+    assert tower_flops(2, 3, 8, 1, backward=True) == 2 * 9216 + 3 * 576
+    dims = {"resolution": 32, "patch": 16, "vision_width": 8, "vision_layers": 1, "text_width": 8, "text_layers": 1}
+    f = step_flops(dims, batch=2, prompts=2, text_length=3, vision_prompts=0, image_backward=False,
+                   text_backward=True)
+    # image: 1 + 2*2 = 5 tokens per image; patch conv 2 * 2 images * 4 patches * 768 inputs * 8 outputs
+    assert f["image"] == 2 * 2 * 4 * 768 * 8 + tower_flops(2, 5, 8, 1, False)
+    assert f["total"] == f["image"] + 2 * 9216 + 3 * 576
+
+
+def test_arm_argv_selects_the_paths():
+    spec = ArmSpec(method="CoCoOp", arm="straight", data_root="/d", weights="/w.pt", output_dir="/o")
+    argv = build_argv(spec)
+    for key in ("MODEL.TRIM_TEXT", "TEST.CACHE_TEXT", "TRAINER.COCOOP.BATCHED_TEXT"):
+        assert argv[argv.index(key) + 1] == "False"
+    assert argv[argv.index("TRAINER.COCOOP.PREC") + 1] == "fp32"
+    ours = build_argv(ArmSpec(method="MaPLe", arm="ours", data_root="/d", weights="/w.pt", output_dir="/o"))
+    assert ours[ours.index("MODEL.TRIM_TEXT") + 1] == "True" and "TRAINER.COCOOP.BATCHED_TEXT" not in ours
+    with pytest.raises(ValueError, match="arm must be"):
+        build_argv(ArmSpec(method="MaPLe", arm="fast", data_root="/d", weights="/w.pt", output_dir="/o"))
+
+
+def test_dataset_split_sizes(tmp_path):
+    root = write_dataset(tmp_path, ["a b", "c"], n_train=5, n_test=7)
+    split = json.loads((root / "caltech-101" / "split_zhou_Caltech101.json").read_text())
+    assert [len(split[k]) for k in ("train", "val", "test")] == [5, 2, 7]
+    assert split["test"][:3] == [["a_b/image_0001.jpg", 0, "a b"], ["c/image_0001.jpg", 1, "c"],
+                                 ["a_b/image_0001.jpg", 0, "a b"]]
+
+
+def test_benchmark_report_on_tiny_clip(tiny_clip_path, tmp_path):
+    plans = {"MaPLe": Plan(reps=1, eval_images=6, straight_eval_images=6, eval_reps=2),
+             "CoCoOp": Plan(reps=1, eval_images=2, straight_eval_images=2),
+             "CoOp": Plan(reps=1, eval_images=0, straight_eval_images=0, check_images=3)}
+    report = run_benchmark([3], ["MaPLe", "CoCoOp", "CoOp"], plans, tmp_path, weights=tiny_clip_path,
+                           resolution=32, arm_cls=LocalArm)
+    assert all(report[k] is not None for k in HEADLINE)
+    assert report["max_logit_diff"] < 1e-4
+    results = report["methods"]["classes_3"]
+    maple = results["MaPLe"]
+    assert maple["text_length_full"] == 77 and maple["text_length_trimmed"] < 77
+    assert maple["eval"]["images"] == 6 and maple["train"]["first_loss_diff"] < 1e-5
+    assert len(maple["eval"]["times_s"]["ours"]) == len(maple["eval"]["times_s"]["image_floor"]) == 2
+    assert len(maple["eval"]["times_s"]["straight"]) == 1
+    assert results["CoCoOp"]["image_conditional"] and results["CoCoOp"]["prompts_per_step"] == 3  # B=1 x C=3
+    assert results["CoCoOp"]["eval"]["image_floor_s"] is None
+    assert results["CoOp"]["eval"]["timed"] is False and results["CoOp"]["max_logit_diff"] < 1e-4
+    assert "MaPLe" in format_table(report)
+    json.dumps(report)
+
+
+def test_arm_process_round_trip(tiny_clip_path, tmp_path):
+    """The worker process answers commands and reports failures with the worker's traceback."""
+    import multiprocessing as mp
+
+    root = write_dataset(tmp_path / "data", ["cat", "dog"], n_train=8, n_test=2)
+    spec = ArmSpec(method="MaPLe", arm="ours", data_root=str(root), weights=str(tiny_clip_path),
+                   output_dir=str(tmp_path / "out"), resolution=32)
+    arm = ArmProcess(spec, mp.get_context("spawn"))
+    try:
+        info = arm.ready()
+        assert info["classes"] == 2 and info["batch_size"] == 4
+        assert arm.call("step")["loss"] > 0
+        assert torch.isfinite(arm.call("evaluate", n_images=2)["logits"]).all()
+        with pytest.raises(RuntimeError, match="AttributeError"):
+            arm.call("no_such_command")
+    finally:
+        arm.close()
