@@ -82,6 +82,11 @@ def _rss_mb(field: str) -> Optional[float]:
     return None
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class ArmSession:
     """A built trainer plus its fixed training batch and initial learnable state."""
 
@@ -160,15 +165,20 @@ class ArmSession:
                     "current_mb": torch.cuda.memory_allocated() / 2 ** 20}
         peak = _rss_mb("VmHWM") if self.rss_reset else None
         if peak is None:  # lifetime peak (includes building the model)
-            return {"kind": "ru_maxrss_lifetime", "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                    "current_mb": _rss_mb("VmRSS")}
+            lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+            return {"kind": "ru_maxrss_lifetime", "peak_mb": lifetime, "current_mb": _rss_mb("VmRSS")}
         return {"kind": "peak_rss", "peak_mb": peak, "current_mb": _rss_mb("VmRSS")}
 
     def step(self) -> Dict[str, float]:
-        """One ``trainer.forward_backward`` on the fixed batch (optimizer step included)."""
+        """One ``trainer.forward_backward`` on the fixed batch (optimizer step included).
+
+        ``cpu_util``: CPU seconds of this process per wall second during the step (about the thread count when
+        the machine is otherwise idle; much less means another program took cores and the time is inflated).
+        """
         self.trainer.set_model_mode("train")
+        cpu = _cpu_seconds()
         seconds, out = self._timed(lambda: self.trainer.forward_backward(self.batch))
-        return {"seconds": seconds, "loss": float(out["loss"])}
+        return {"seconds": seconds, "loss": float(out["loss"]), "cpu_util": (_cpu_seconds() - cpu) / seconds}
 
     def _subset_loader(self, n_images: int) -> DataLoader:
         loader = self.trainer.dm.test_loader

@@ -277,6 +277,7 @@ def summarise(results: Dict[str, Dict[str, Any]], suffix: str = "") -> Dict[str,
         out[f"eval_vs_image_floor{suffix}"] = floors[worst]
         out[f"eval_vs_image_floor_method{suffix}"] = worst
     out[f"max_logit_diff{suffix}"] = max(r["max_logit_diff"] for r in results.values())
+    out[f"contended_methods{suffix}"] = [m for m, r in results.items() if r["train"]["contended"]]
     out[f"max_ours_vs_flop_floor{suffix}"] = max(r["flop_floor"]["ours_vs_floor"] for r in results.values())
     return out
 
@@ -335,12 +336,13 @@ def format_table(report: Dict[str, Any]) -> str:
     for key, results in report["methods"].items():
         for method, r in results.items():
             t, e = r["train"], r["eval"]
+            flag = " (contended: other programs took CPU, see cpu_util)" if t["contended"] else ""
             lines.append(
                 f"{key[8:]:>7} {method:<7} {r['text_length_full']:>3}->{r['text_length_trimmed']:<3} "
                 f"{_fmt(t['straight_s']):>12}s {_fmt(t['ours_s']):>8}s {_fmt(t['speedup']):>6}x "
                 f"{_fmt(r['flop_floor']['ours_vs_floor']):>14}x {_fmt(t['memory']['ratio']):>9} "
                 f"{_fmt(e.get('ours_s')):>8}s {_fmt(e.get('image_floor_s')):>8}s "
-                f"{_fmt(e.get('eval_vs_image_floor')):>9}x {_fmt(r['max_logit_diff'], '.1e'):>11}")
+                f"{_fmt(e.get('eval_vs_image_floor')):>9}x {_fmt(r['max_logit_diff'], '.1e'):>11}{flag}")
     return "\n".join(lines)
 
 
