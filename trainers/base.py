@@ -140,6 +140,22 @@ def rename_keys(state: Mapping[str, torch.Tensor], pairs: Sequence[Tuple[str, st
     return out
 
 
+
+def template_text_features(clip_model: CLIP, classnames: Iterable[str], templates: Sequence[str],
+                           chunk: int = 256) -> torch.Tensor:
+    """Normalised class text features ``(C, E)`` of hand-written templates ("a photo of a {}."), averaged over
+    the templates and renormalised (one template: just its features). Classes are encoded ``chunk`` at a time."""
+    names = clean_classnames(classnames)
+    per_template = []
+    with torch.no_grad():
+        for template in templates:
+            tokens = clip.tokenize([template.format(name) for name in names]).long()  # (C, L)
+            feats = torch.cat([clip_model.encode_text(t) for t in tokens.split(chunk)]).float()  # (C, E)
+            per_template.append(F.normalize(feats, dim=-1))
+    if len(per_template) == 1:  # renormalising a unit vector would only add rounding
+        return per_template[0]
+    return F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)
+
 class PromptLearnerBase(nn.Module):
     """What a method implements: the prompts for each tower. Override the two methods that apply.
 

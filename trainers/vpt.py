@@ -10,14 +10,13 @@ import logging
 from typing import Any, Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
 from clip import clip
 from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
-from .base import PromptedCLIP, PromptLearnerBase, clean_classnames
+from .base import PromptedCLIP, PromptLearnerBase, clean_classnames, template_text_features
 from .ivlp import DeepVisionLearner, OfficialKeysTrainer
 
 logger = logging.getLogger(__name__)
@@ -35,9 +34,8 @@ class VPTPromptLearner(DeepVisionLearner):
         self._init_vision(clip_model, n_ctx, depth, "TRAINER.VPT.PROMPT_DEPTH_VISION")
         tokens = clip.tokenize([TEMPLATE.format(name) for name in clean_classnames(classnames)]).long()  # (C, L)
         self.register_buffer("tokens", tokens, persistent=False)
-        with torch.no_grad():
-            # The frozen CLIP is still fp32 here (precision is applied after the learner is built).
-            feats = torch.cat([clip_model.encode_text(t) for t in tokens.split(256)]).float()  # (C, E)
+        # Normalised once here; the frozen CLIP is still fp32 (precision is applied after the learner is built).
+        feats = template_text_features(clip_model, classnames, [TEMPLATE])  # (C, E)
         self.register_buffer("text_features", feats, persistent=False)
         logger.info('Vision prompting: %d tokens, depth %d; fixed text prompts "%s"', n_ctx,
                     len(self.vision_deep) + 1, TEMPLATE)
@@ -48,10 +46,10 @@ class VPTPromptLearner(DeepVisionLearner):
 
 
 class FixedTextCLIP(PromptedCLIP):
-    """PromptedCLIP whose class text features are the learner's stored ``text_features``."""
+    """PromptedCLIP whose class text features are the learner's stored (normalised) ``text_features``."""
 
     def text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return F.normalize(self.prompt_learner.text_features, dim=-1)  # (C, E)
+        return self.prompt_learner.text_features  # (C, E)
 
 
 @TRAINER_REGISTRY.register()

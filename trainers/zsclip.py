@@ -8,12 +8,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clip import clip
 from clip.model import CLIP, cast_model
 from engine import TRAINER_REGISTRY
 from engine.trainer import TrainerBase
 
-from .base import check_input_size, clean_classnames, freeze, load_clip
+from .base import check_input_size, freeze, load_clip, template_text_features
 from .templates import IMAGENET_TEMPLATES_SELECT, template_for
 
 logger = logging.getLogger(__name__)
@@ -25,12 +24,8 @@ class ZeroShotClassifier(nn.Module):
     def __init__(self, clip_model: CLIP, classnames: List[str], templates: Sequence[str]) -> None:
         super().__init__()
         self.clip = clip_model
-        feats = 0.0
-        with torch.no_grad():
-            for template in templates:
-                tokens = clip.tokenize([template.format(c) for c in clean_classnames(classnames)])
-                feats = feats + F.normalize(clip_model.encode_text(tokens).float(), dim=-1)  # (C, E)
-        self.register_buffer("text_features", F.normalize(feats / len(templates), dim=-1), persistent=False)
+        feats = template_text_features(clip_model, classnames, templates)  # (C, E)
+        self.register_buffer("text_features", feats, persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         img = F.normalize(self.clip.encode_image(image.to(self.clip.dtype)).float(), dim=-1)  # (B, E)
