@@ -1,8 +1,9 @@
 """Byte-level BPE tokenizer producing the same ids as OpenAI CLIP's ``SimpleTokenizer``.
 
-The vocabulary file (``bpe_simple_vocab_16e6.txt.gz``) is found, in this order: the ``CLIP_BPE_PATH``
-environment variable, the CLIP cache directory, then a download into the cache directory. Nothing is read at
-import time: ``get_tokenizer()`` builds one instance on first use and keeps it.
+The vocabulary (``bpe_simple_vocab_16e6.txt.gz``) ships inside this package, as in OpenAI's; the
+``CLIP_BPE_PATH`` environment variable may name another copy. Either file must have the official SHA256, so a
+damaged or different vocabulary can never silently change token ids. Nothing is read at import time:
+``get_tokenizer()`` builds one instance on first use and keeps it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import regex
 logger = logging.getLogger(__name__)
 
 BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
-BPE_URL = f"https://raw.githubusercontent.com/openai/CLIP/main/clip/{BPE_FILENAME}"
+PACKAGED_BPE = Path(__file__).resolve().with_name(BPE_FILENAME)
 BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 BPE_ENV = "CLIP_BPE_PATH"
 
@@ -124,17 +125,31 @@ class BPETokenizer:
         return raw.decode("utf-8", errors="replace").replace(END_OF_WORD, " ")
 
 
+class VocabularyError(RuntimeError):
+    """The BPE vocabulary file is missing or is not CLIP's."""
+
+
 def resolve_bpe_path() -> Path:
-    """Where the vocabulary is: ``$CLIP_BPE_PATH``, else the cache directory (downloaded there if absent)."""
-    from .loading import cache_dir, download  # loading imports torch; keep this module light to import
+    """The vocabulary file: ``$CLIP_BPE_PATH`` if set, else the copy packaged with ``clip/``; SHA256-checked.
+
+    Raises:
+        VocabularyError: the file does not exist or its SHA256 is not the official one (the message names the
+            file and how to get an intact copy).
+    """
+    from .loading import sha256_of  # loading imports torch; keep this module light to import
 
     env = os.environ.get(BPE_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{BPE_ENV}={env} does not name a file")
-        return path
-    return Path(download(BPE_URL, cache_dir(), expected_sha256=BPE_SHA256))
+    path = Path(env).expanduser() if env else PACKAGED_BPE
+    origin = f"{BPE_ENV}={env}" if env else "the vocabulary packaged with clip/"
+    repair = (f"unset {BPE_ENV} to use the packaged copy, or point it at an intact file" if env else
+              f"restore it from the repository (git checkout -- clip/{BPE_FILENAME})")
+    if not path.is_file():
+        raise VocabularyError(f"{origin}: no file at {path}; {repair}")
+    found = sha256_of(path)
+    if found != BPE_SHA256:
+        raise VocabularyError(f"{origin}: {path} has SHA256 {found}, but CLIP's BPE vocabulary has {BPE_SHA256} "
+                              f"(a damaged or different file would change every token id); {repair}")
+    return path
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quickstart on a fresh machine, nothing downloaded but CLIP's BPE vocabulary (or CLIP_BPE_PATH set):
+# Quickstart on a fresh machine, offline (nothing is downloaded):
 # toy dataset + RANDOM-WEIGHT CLIP -> MaPLe base-to-novel (train on base classes, test on new), 2 seeds -> table.
 # usage: bash scripts/quickstart.sh            (QS_DIR=output/quickstart, PYTHON=python, QS_EPOCHS=5)
 set -euo pipefail

@@ -29,8 +29,8 @@ def tiny_model(tiny_clip_path):
 
 
 @pytest.fixture(scope="session")
-def clip_forward(parity_dir) -> dict:
-    return torch.load(parity_dir / "clip_forward.pt", weights_only=False)
+def clip_forward(fixtures_dir) -> dict:
+    return torch.load(fixtures_dir / "clip_forward.pt", weights_only=False)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -32,8 +32,8 @@ def test_vit_forward_matches_openai(vit_model, clip_forward):
     assert vit_model.logit_scale.item() == pytest.approx(float(clip_forward["logit_scale"]))
 
 
-def test_rn50_forward_matches_openai(rn50_64px_path, parity_dir):
-    fixture = torch.load(parity_dir / "rn50" / "clip_forward_rn50.pt", weights_only=False)
+def test_rn50_forward_matches_openai(rn50_64px_path, fixtures_dir):
+    fixture = torch.load(fixtures_dir / "rn50" / "clip_forward_rn50.pt", weights_only=False)
     model, preprocess = clip.load(str(rn50_64px_path))
     assert model.visual.input_resolution == 64 and model.embed_dim == 1024
     out = _forward(model, fixture)
@@ -108,11 +108,11 @@ def test_attention_matches_torch_multihead_attention():
     torch.testing.assert_close(ours(x), ref(x, x, x, attn_mask=mask, need_weights=False)[0], atol=1e-6, rtol=0)
 
 
-def test_preprocess_matches_reference_test_transform(tiny_clip_path, parity_dir):
+def test_preprocess_matches_reference_test_transform(tiny_clip_path, fixtures_dir):
     """clip.load's preprocess gives the reference eval_images (Resize bicubic, CenterCrop, ToTensor, Normalize)."""
     _, preprocess = clip.load(str(tiny_clip_path))
-    fixture = torch.load(parity_dir / "trainers" / "trainer_CoOp.pt", weights_only=False)
-    folder = parity_dir / "data" / "caltech-101" / "101_ObjectCategories"
+    fixture = torch.load(fixtures_dir / "trainers" / "trainer_CoOp.pt", weights_only=False)
+    folder = fixtures_dir / "data" / "caltech-101" / "101_ObjectCategories"
     images = torch.stack([preprocess(Image.open(folder / p)) for p in fixture["eval_impaths"]])
     torch.testing.assert_close(images, fixture["eval_images"], atol=1e-6, rtol=0)
     gray = Image.new("L", (50, 40), color=128)  # non-square, single channel -> RGB, shorter side 32
@@ -125,9 +125,9 @@ def test_load_accepts_path_objects_and_devices(tiny_clip_path):
     assert next(model.parameters()).device.type == "cpu"
 
 
-def test_mixed_fp16_model_reproduces_reference_fp16_zeroshot(vit_b16_32px_path, parity_dir):
+def test_mixed_fp16_model_reproduces_reference_fp16_zeroshot(vit_b16_32px_path, fixtures_dir):
     """build_model's OpenAI mixed precision run on CPU equals the reference's fp16 ZeroshotCLIP logits."""
-    fixture = torch.load(parity_dir / "trainers" / "trainer_ZeroshotCLIP.pt", weights_only=False)
+    fixture = torch.load(fixtures_dir / "trainers" / "trainer_ZeroshotCLIP.pt", weights_only=False)
     model = build_model(torch.load(vit_b16_32px_path))
     with torch.no_grad():
         text = nn.functional.normalize(model.encode_text(clip.tokenize(fixture["prompts"])), dim=-1)

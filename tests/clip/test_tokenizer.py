@@ -1,6 +1,7 @@
 """Tokenizer ids equal the official ones (all 81 parity cases); vocabulary resolution order; laziness."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,15 +13,15 @@ import pytest
 import torch
 
 from clip import clip, tokenizer
-from clip.tokenizer import BPE_FILENAME, BPETokenizer, get_tokenizer, resolve_bpe_path
+from clip.tokenizer import BPE_FILENAME, BPE_SHA256, PACKAGED_BPE, VocabularyError, get_tokenizer, resolve_bpe_path
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = json.loads((REPO.parent / "shared" / "parity" / "tokenizer.json").read_text())["cases"]
+CASES = json.loads((REPO / "tests" / "fixtures" / "tokenizer.json").read_text())["cases"]
 
 
 @pytest.fixture(scope="module")
 def vocab_path() -> Path:
-    return Path(os.environ["CLIP_BPE_PATH"])
+    return PACKAGED_BPE
 
 
 def test_all_81_cases_are_present():
@@ -66,43 +67,63 @@ def test_importing_clip_does_not_read_the_vocabulary(tmp_path):
     env = dict(os.environ, CLIP_BPE_PATH=str(tmp_path / "missing.txt.gz"), PYTHONPATH=str(REPO))
     code = ("import clip\nfrom clip import clip as c, tokenizer as t\n"
             "assert t.get_tokenizer.cache_info().currsize == 0\n"
-            "try:\n    c.tokenize('a')\nexcept FileNotFoundError as e:\n    print('lazy', e)\n")
+            "try:\n    c.tokenize('a')\nexcept t.VocabularyError as e:\n    print('lazy', e)\n")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "lazy" in result.stdout and "missing.txt.gz" in result.stdout
+
+
+def test_packaged_vocabulary_is_the_official_file(vocab_path, monkeypatch):
+    monkeypatch.delenv("CLIP_BPE_PATH", raising=False)
+    assert vocab_path.parent == REPO / "clip" and vocab_path.name == BPE_FILENAME
+    assert hashlib.sha256(vocab_path.read_bytes()).hexdigest() == BPE_SHA256
+    assert resolve_bpe_path() == vocab_path
 
 
 def test_env_var_wins(monkeypatch, tmp_path, vocab_path):
     own = tmp_path / "own" / "vocab.txt.gz"
     own.parent.mkdir()
     shutil.copy(vocab_path, own)
-    cache = tmp_path / "cache"
     monkeypatch.setenv("CLIP_BPE_PATH", str(own))
-    monkeypatch.setenv("CLIP_CACHE_DIR", str(cache))
-    monkeypatch.setattr(tokenizer, "BPE_URL", "http://127.0.0.1:9/never")
     assert resolve_bpe_path() == own
-    assert not cache.exists()
     monkeypatch.setenv("CLIP_BPE_PATH", str(tmp_path / "nope.gz"))
-    with pytest.raises(FileNotFoundError, match="nope.gz"):
+    with pytest.raises(VocabularyError, match="nope.gz"):
         resolve_bpe_path()
 
 
-def test_cached_vocabulary_is_used_without_network(monkeypatch, tmp_path, vocab_path):
-    shutil.copy(vocab_path, tmp_path / BPE_FILENAME)
-    monkeypatch.delenv("CLIP_BPE_PATH")
-    monkeypatch.setenv("CLIP_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tokenizer, "BPE_URL", f"http://127.0.0.1:9/x/{BPE_FILENAME}")  # unreachable
-    assert resolve_bpe_path() == tmp_path / BPE_FILENAME
+@pytest.mark.parametrize("use_env", [True, False], ids=["CLIP_BPE_PATH", "packaged"])
+def test_a_vocabulary_with_another_checksum_is_refused(use_env, monkeypatch, tmp_path, vocab_path):
+    damaged = tmp_path / BPE_FILENAME
+    damaged.write_bytes(vocab_path.read_bytes()[:-10])
+    if use_env:
+        monkeypatch.setenv("CLIP_BPE_PATH", str(damaged))
+    else:
+        monkeypatch.delenv("CLIP_BPE_PATH", raising=False)
+        monkeypatch.setattr(tokenizer, "PACKAGED_BPE", damaged)
+    with pytest.raises(VocabularyError) as err:
+        resolve_bpe_path()
+    message = str(err.value)
+    assert str(damaged) in message and BPE_SHA256 in message
+    assert ("unset CLIP_BPE_PATH" if use_env else "git checkout -- clip/") in message
 
 
-def test_vocabulary_is_downloaded_into_the_cache(monkeypatch, tmp_path, vocab_path, http_root):
-    served, base = http_root
-    shutil.copy(vocab_path, served / BPE_FILENAME)
-    cache = tmp_path / "cache"
-    monkeypatch.delenv("CLIP_BPE_PATH")
-    monkeypatch.setenv("CLIP_CACHE_DIR", str(cache))
-    monkeypatch.setattr(tokenizer, "BPE_URL", f"{base}/{BPE_FILENAME}")
-    path = resolve_bpe_path()
-    assert path == cache / BPE_FILENAME and path.read_bytes() == vocab_path.read_bytes()
-    assert sorted(p.name for p in cache.iterdir()) == [BPE_FILENAME]  # no temp file left
-    assert BPETokenizer(path).encode("a photo of a dog.") == get_tokenizer().encode("a photo of a dog.")
+def test_tokenizer_and_toy_clip_need_nothing_outside_the_repository(tmp_path):
+    """With an empty HOME, no CLIP_BPE_PATH and no network, the packaged vocabulary is what tokenizes, and the
+    toy CLIP builder writes weights that load."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIP_", "XDG_"))}
+    env.update(HOME=str(home), PYTHONPATH=str(REPO), http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+    code = ("from clip import clip, tokenizer\n"
+            "ids = clip.tokenize('a photo of a dog.')[0]\n"
+            "print(tokenizer.resolve_bpe_path(), ids[:7].tolist())\n")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert str(REPO / "clip" / BPE_FILENAME) in result.stdout
+    assert "[49406, 320, 1125, 539, 320, 1929, 269]" in result.stdout
+    out = tmp_path / "toy.pt"
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "make_toy_clip.py"), str(out)], env=env,
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert clip.load(str(out))[0].visual.input_resolution == 32
+    assert list(home.iterdir()) == []  # nothing was cached or downloaded

@@ -36,9 +36,9 @@ def test_reader_parses_the_official_split(data_root):
     assert [names[i] for i in range(4)] == ["face", "leopard", "motorbike", "accordion"]
 
 
-def test_split_json_round_trip_is_byte_identical(parity_dir, tmp_path):
-    src = parity_dir / "data" / "caltech-101" / "split_zhou_Caltech101.json"
-    image_dir = str(parity_dir / "data" / "caltech-101" / "101_ObjectCategories")
+def test_split_json_round_trip_is_byte_identical(fixtures_dir, tmp_path):
+    src = fixtures_dir / "data" / "caltech-101" / "split_zhou_Caltech101.json"
+    image_dir = str(fixtures_dir / "data" / "caltech-101" / "101_ObjectCategories")
     train, val, test = read_split(str(src), image_dir)
     write_split(train, val, test, str(tmp_path / "split.json"), image_dir)
     assert (tmp_path / "split.json").read_bytes() == src.read_bytes()

@@ -41,8 +41,8 @@ class FakeMaPLe(nn.Module):
         self.clip = nn.Linear(4, 4).requires_grad_(False)
 
 
-def test_official_coop_checkpoint_loads(parity_dir):
-    path = parity_dir / RUNS / "CoOp/prompt_learner/model.pth.tar-2"
+def test_official_coop_checkpoint_loads(fixtures_dir):
+    path = fixtures_dir / RUNS / "CoOp/prompt_learner/model.pth.tar-2"
     ckpt = load_checkpoint(str(path))
     assert ckpt["epoch"] == 2 and ckpt["val_result"] is None
     module = FakeCoOpLearner()
@@ -51,8 +51,8 @@ def test_official_coop_checkpoint_loads(parity_dir):
     assert torch.equal(module.ctx.detach(), ckpt["state_dict"]["ctx"])
 
 
-def test_official_maple_checkpoint_loads(parity_dir):
-    path = parity_dir / RUNS / "MaPLe/MultiModalPromptLearner/model.pth.tar-2"
+def test_official_maple_checkpoint_loads(fixtures_dir):
+    path = fixtures_dir / RUNS / "MaPLe/MultiModalPromptLearner/model.pth.tar-2"
     ckpt = load_checkpoint(str(path))
     model = FakeMaPLe()
     report = load_learnable(model, ckpt["state_dict"], source=str(path))

@@ -43,8 +43,8 @@ def cfg_from_fixture(fixture, root):
 
 
 @pytest.mark.parametrize("fixture_file", ["trainers/trainer_CoOp.pt", "rn50/trainer_CoOp_rn50.pt"])
-def test_test_loader_matches_reference_images(parity_dir, data_root, fixture_file):
-    ref = torch.load(parity_dir / fixture_file, weights_only=False)
+def test_test_loader_matches_reference_images(fixtures_dir, data_root, fixture_file):
+    ref = torch.load(fixtures_dir / fixture_file, weights_only=False)
     dm = DataManager(cfg_from_fixture(ref, data_root))
     batch = next(iter(dm.test_loader))
     image_dir = os.path.join(str(data_root), "caltech-101", "101_ObjectCategories")

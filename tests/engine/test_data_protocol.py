@@ -21,8 +21,8 @@ CASES = [(k, s, sub) for k in (1, 4) for s in (1, 2) for sub in ("all", "base", 
 
 
 @pytest.fixture(scope="module")
-def parity_splits(parity_dir):
-    with open(parity_dir / "splits_caltech101.json") as f:
+def parity_splits(fixtures_dir):
+    with open(fixtures_dir / "splits_caltech101.json") as f:
         return json.load(f)
 
 

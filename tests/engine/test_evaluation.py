@@ -24,8 +24,8 @@ def _one_hot_logits(preds, num_classes):
 
 
 @pytest.mark.parametrize("method", ["MaPLe", "CoOp"])
-def test_official_results_are_reproduced(method, parity_dir, tmp_path):
-    runs = json.loads((parity_dir / f"train_runs/caltech101/{method}/eval_results.json").read_text())
+def test_official_results_are_reproduced(method, fixtures_dir, tmp_path):
+    runs = json.loads((fixtures_dir / f"train_runs/caltech101/{method}/eval_results.json").read_text())
     for split, run in runs.items():
         ev = build_evaluator(_cfg(tmp_path))
         logits = torch.tensor(run["logits"])  # (N, C)

@@ -100,8 +100,8 @@ def test_scheduler_state_round_trip(warmup):
     assert rest == full[3:]
 
 
-def test_loads_the_official_scheduler_state(parity_dir):
-    ckpt = torch.load(parity_dir / "train_runs/caltech101/CoOp/prompt_learner/model.pth.tar-2",
+def test_loads_the_official_scheduler_state(fixtures_dir):
+    ckpt = torch.load(fixtures_dir / "train_runs/caltech101/CoOp/prompt_learner/model.pth.tar-2",
                       map_location="cpu", weights_only=False)
     o = _optim_cfg(LR=0.002, LR_SCHEDULER="cosine", MAX_EPOCH=2, WARMUP_EPOCH=1, WARMUP_TYPE="constant")
     opt = build_optimizer(nn.Linear(4, 512, bias=False), o)
@@ -119,8 +119,8 @@ def test_loads_the_official_scheduler_state(parity_dir):
     assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(0.001)
 
 
-def test_one_sgd_step_matches_the_reference(parity_dir):
-    ref = torch.load(parity_dir / "trainers/trainer_CoOp.pt", map_location="cpu", weights_only=False)
+def test_one_sgd_step_matches_the_reference(fixtures_dir):
+    ref = torch.load(fixtures_dir / "trainers/trainer_CoOp.pt", map_location="cpu", weights_only=False)
     ctx = nn.Parameter(ref["state_dict"]["ctx"].clone())
     o = _optim_cfg(LR=0.002, LR_SCHEDULER="cosine", MAX_EPOCH=200, WARMUP_EPOCH=1, WARMUP_TYPE="constant",
                    WARMUP_CONS_LR=1e-5)

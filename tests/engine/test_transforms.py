@@ -25,13 +25,13 @@ def clip_cfg(size=(32, 32), transforms=("random_resized_crop", "random_flip", "n
 
 
 @pytest.mark.parametrize("fixture_file,size", [("trainers/trainer_CoOp.pt", 32), ("rn50/trainer_CoOp_rn50.pt", 64)])
-def test_test_transform_reproduces_reference_images(parity_dir, fixture_file, size):
-    ref = torch.load(parity_dir / fixture_file, weights_only=False)
+def test_test_transform_reproduces_reference_images(fixtures_dir, fixture_file, size):
+    ref = torch.load(fixtures_dir / fixture_file, weights_only=False)
     dumped = yaml.safe_load(ref["cfg_dump"])["INPUT"]
     assert dumped["SIZE"] == [size, size] and dumped["INTERPOLATION"] == "bicubic"
     assert dumped["PIXEL_MEAN"] == CLIP_MEAN and dumped["PIXEL_STD"] == CLIP_STD
     tfm = build_transform(clip_cfg((size, size), tuple(dumped["TRANSFORMS"])), is_train=False)
-    image_dir = parity_dir / "data" / "caltech-101" / "101_ObjectCategories"
+    image_dir = fixtures_dir / "data" / "caltech-101" / "101_ObjectCategories"
     images = torch.stack([tfm(load_rgb_image(str(image_dir / p))) for p in ref["eval_impaths"]])
     assert torch.equal(images, ref["eval_images"])  # bit-exact
     train_images = torch.stack([tfm(load_rgb_image(str(image_dir / p))) for p in ref["train_impaths"]])

@@ -91,10 +91,10 @@ def test_maple_per_layer_text_prompts(tmp_path, tiny_clip_path, embedding, capsy
                    "2: ['dog</w>'] ['0.0000']"]
 
 
-def test_official_maple_checkpoint_keys(parity_dir):
+def test_official_maple_checkpoint_keys(fixtures_dir):
     from engine.checkpoint import load_checkpoint
 
-    state = load_checkpoint(str(parity_dir / "train_runs" / "caltech101" / "MaPLe" / "MultiModalPromptLearner"
+    state = load_checkpoint(str(fixtures_dir / "train_runs" / "caltech101" / "MaPLe" / "MultiModalPromptLearner"
                                 / "model.pth.tar-2"))["state_dict"]
     keys = text_prompt_keys(state)
     assert keys[0] == ("prompt_learner.ctx", 0)

@@ -38,7 +38,7 @@ def _eval_log(root: Path, rel: str, acc: float) -> None:
                                  f"* error: {100 - acc:.2f}%\n")
 
 
-def _make_tree(root: Path, parity_dir: Path) -> None:
+def _make_tree(root: Path, fixtures_dir: Path) -> None:
     # caltech101: train_base 96/97/98 (results.json), reproduce.sh re-tested seed 1 at 99 (test_base wins);
     # novel 93/94/95 from evaluation-only logs.
     for seed, acc in zip((1, 2, 3), (96.0, 97.0, 98.0)):
@@ -54,7 +54,7 @@ def _make_tree(root: Path, parity_dir: Path) -> None:
     for seed, acc in zip((1, 2, 3), (50.0, 55.0, 60.0)):
         _result(root, B2N.format(phase="test_new", dataset="dtd", seed=seed), acc)
     # eurosat seed 1: the official MaPLe logs (base 21/36 correct, novel 6/30).
-    src = parity_dir / "train_runs" / "caltech101" / "MaPLe"
+    src = fixtures_dir / "train_runs" / "caltech101" / "MaPLe"
     for phase, log in (("train_base", "log.txt"), ("test_new", "log_eval_new.txt")):
         run = root / B2N.format(phase=phase, dataset="eurosat", seed=1)
         run.mkdir(parents=True)
@@ -73,9 +73,9 @@ def _make_tree(root: Path, parity_dir: Path) -> None:
 
 
 @pytest.fixture()
-def tree(tmp_path, parity_dir) -> Path:
+def tree(tmp_path, fixtures_dir) -> Path:
     root = tmp_path / "output"
-    _make_tree(root, parity_dir)
+    _make_tree(root, fixtures_dir)
     return root
 
 

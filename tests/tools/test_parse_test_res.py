@@ -94,8 +94,8 @@ def test_counts_refine_rounded_accuracy(tmp_path):
 
 
 @pytest.mark.parametrize("method,acc,f1", [("MaPLe", 21 / 36, 51.0), ("CoOp", 11 / 36, 17.1)])
-def test_official_logs(parity_dir, tmp_path, method, acc, f1):
-    src = parity_dir / "train_runs" / "caltech101" / method
+def test_official_logs(fixtures_dir, tmp_path, method, acc, f1):
+    src = fixtures_dir / "train_runs" / "caltech101" / method
     train = tmp_path / "train" / "seed1"
     test = tmp_path / "test" / "seed1"
     train.mkdir(parents=True)
@@ -112,10 +112,10 @@ def test_official_logs(parity_dir, tmp_path, method, acc, f1):
     assert parse_dir(tmp_path / "test", test_log=True).mean["accuracy"] == pytest.approx(100 * acc)
 
 
-def test_official_new_log_by_name(parity_dir, tmp_path):
+def test_official_new_log_by_name(fixtures_dir, tmp_path):
     run = tmp_path / "exp" / "seed1"
     run.mkdir(parents=True)
-    shutil.copy(parity_dir / "train_runs" / "caltech101" / "CoOp" / "log_eval_new.txt", run)
+    shutil.copy(fixtures_dir / "train_runs" / "caltech101" / "CoOp" / "log_eval_new.txt", run)
     summary = parse_dir(tmp_path / "exp", test_log=True, log_name="log_eval_new.txt")
     assert summary.mean["accuracy"] == pytest.approx(100 * 2 / 30)
     assert summary.runs[0].source.name == "log_eval_new.txt"

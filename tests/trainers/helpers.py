@@ -21,7 +21,7 @@ def build(argv: Sequence[str]):
 
 def caltech_argv(root: Path, out: Path, weights: Path, trainer: str, config: str, size: int,
                  extra: Sequence[str] = ()) -> List[str]:
-    """The fixture's command line (README of ../shared/parity) pointed at our paths."""
+    """The fixture's command line (README of tests/fixtures) pointed at our paths."""
     return ["--root", str(root), "--seed", "1", "--trainer", trainer,
             "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
             "--config-file", str(REPO / "configs/trainers" / config), "--output-dir", str(out),

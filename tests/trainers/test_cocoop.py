@@ -20,8 +20,8 @@ def _logits(trainer, images, batched):
         return trainer.model_inference(images)
 
 
-def test_cocoop_matches_official(parity_dir, data_root, tmp_path, vit_b16_32px_path):
-    fx = torch.load(parity_dir / "trainers/trainer_CoCoOp.pt", map_location="cpu", weights_only=False)
+def test_cocoop_matches_official(fixtures_dir, data_root, tmp_path, vit_b16_32px_path):
+    fx = torch.load(fixtures_dir / "trainers/trainer_CoCoOp.pt", map_location="cpu", weights_only=False)
     trainer = build(caltech_argv(data_root, tmp_path / "out", vit_b16_32px_path, "CoCoOp", CONFIG, 32,
                                  ["TRAINER.COCOOP.PREC", "fp32"]))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])

@@ -37,9 +37,9 @@ def _registered(trainer):
 
 
 @pytest.mark.parametrize("fixture", sorted(FIXTURES))
-def test_matches_official_nohalf_variant(fixture, parity_dir, data_root, tmp_path, vit_b16_32px_path):
+def test_matches_official_nohalf_variant(fixture, fixtures_dir, data_root, tmp_path, vit_b16_32px_path):
     trainer_name, config, extra = FIXTURES[fixture]
-    fx = torch.load(parity_dir / "trainers" / f"trainer_{fixture}.pt", map_location="cpu", weights_only=False)
+    fx = torch.load(fixtures_dir / "trainers" / f"trainer_{fixture}.pt", map_location="cpu", weights_only=False)
     assert fx["argv"][-len(extra):] == extra
     trainer = build(caltech_argv(data_root, tmp_path / "out", vit_b16_32px_path, trainer_name, config, 32, extra))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])

@@ -1,4 +1,4 @@
-"""MaPLe equals the official implementation (fixtures of ../shared/parity) and couples the towers by model widths.
+"""MaPLe equals the official implementation (fixtures in tests/fixtures) and couples the towers by model widths.
 
 Tolerances: the fixture README's ``nohalf_variant_*`` entries (we do not emulate the official fp16 rounding of
 prompt tokens): logits 5e-4 abs, loss 5e-5, gradients 5e-3 of each tensor's abs max.
@@ -38,8 +38,8 @@ def _write_official_file(state, directory, epoch):
                folder / f"model.pth.tar-{epoch}")
 
 
-def test_maple_matches_official(parity_dir, data_root, vit_b16_32px_path, tmp_path):
-    fx = torch.load(parity_dir / "trainers/trainer_MaPLe.pt", map_location="cpu", weights_only=False)
+def test_maple_matches_official(fixtures_dir, data_root, vit_b16_32px_path, tmp_path):
+    fx = torch.load(fixtures_dir / "trainers/trainer_MaPLe.pt", map_location="cpu", weights_only=False)
     trainer = build(_official_argv(data_root, tmp_path / "out", vit_b16_32px_path))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
     assert trainer.get_model_names() == fx["registered_models"]

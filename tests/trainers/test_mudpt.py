@@ -1,4 +1,4 @@
-"""MuDPT / UMuDPT / UUMuDPT equal the authors' code (../shared/parity/mudpt) and keep their defining properties.
+"""MuDPT / UMuDPT / UUMuDPT equal the authors' code (tests/fixtures/mudpt) and keep their defining properties.
 
 Tolerances (fixture README): logits 1e-4 abs, loss 1e-5, gradients 1e-4 of each tensor's abs max.
 """
@@ -50,8 +50,8 @@ def _learnable(module):
 
 
 @pytest.mark.parametrize("variant", ["MuDPT", "UMuDPT", "UUMuDPT"])
-def test_variant_matches_official(variant, parity_dir, data_root, vit_b16_32px_path, tmp_path):
-    fx = torch.load(parity_dir / "mudpt" / f"trainer_{variant}.pt", map_location="cpu", weights_only=False)
+def test_variant_matches_official(variant, fixtures_dir, data_root, vit_b16_32px_path, tmp_path):
+    fx = torch.load(fixtures_dir / "mudpt" / f"trainer_{variant}.pt", map_location="cpu", weights_only=False)
     trainer = _build(variant, data_root, tmp_path / "out", vit_b16_32px_path, _opts(variant))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
     assert trainer.get_model_names() == fx["registered_models"]

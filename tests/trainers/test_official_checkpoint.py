@@ -1,4 +1,4 @@
-"""Official-format checkpoints (../shared/parity train runs) evaluate to the recorded accuracy, macro-F1 and
+"""Official-format checkpoints (tests/fixtures train runs) evaluate to the recorded accuracy, macro-F1 and
 per-image predictions, on the base and on the new classes."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from .helpers import caltech_argv, check_official_run
 
 RUNS = {
-    # trainer: (run folder under ../shared/parity, config, extra opts, logits tolerance)
+    # trainer: (run folder under tests/fixtures, config, extra opts, logits tolerance)
     "CoOp": ("train_runs/caltech101/CoOp", "CoOp/vit_b16.yaml",
              ["TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.CLASS_TOKEN_POSITION", "end", "TRAINER.COOP.PREC", "fp32"],
              1e-4),
@@ -22,8 +22,8 @@ RUNS = {
 
 @pytest.mark.parametrize("subsample", ["base", "new"])
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_official_checkpoint_reproduces_accuracy(name, subsample, parity_dir, data_root, vit_b16_32px_path,
+def test_official_checkpoint_reproduces_accuracy(name, subsample, fixtures_dir, data_root, vit_b16_32px_path,
                                                  tmp_path):
     folder, config, extra, logits_atol = RUNS[name]
     argv = caltech_argv(data_root, tmp_path / "out", vit_b16_32px_path, name, config, 32, extra)
-    check_official_run(argv, parity_dir / folder, subsample, data_root, tmp_path / "out", logits_atol)
+    check_official_run(argv, fixtures_dir / folder, subsample, data_root, tmp_path / "out", logits_atol)

@@ -1,4 +1,4 @@
-"""Trainers equal the official implementation on ../shared/parity's fixtures (logits, loss, gradients, SGD step).
+"""Trainers equal the official implementation on the golden fixtures in tests/fixtures (logits, loss, gradients, SGD step).
 
 Tolerances (fixture README / issue): logits 1e-4 abs, loss 5e-5, gradients 1e-4 of each tensor's abs max.
 """
@@ -22,14 +22,14 @@ CASES = {
 }
 
 
-def _load(parity_dir, rel):
-    return torch.load(parity_dir / rel, map_location="cpu", weights_only=False)
+def _load(fixtures_dir, rel):
+    return torch.load(fixtures_dir / rel, map_location="cpu", weights_only=False)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_trainer_matches_official(name, parity_dir, data_root, tmp_path, request):
+def test_trainer_matches_official(name, fixtures_dir, data_root, tmp_path, request):
     rel, trainer_name, config, size, weights_fx, extra = CASES[name]
-    fx = _load(parity_dir, rel)
+    fx = _load(fixtures_dir, rel)
     weights = request.getfixturevalue(weights_fx)
     trainer = build(caltech_argv(data_root, tmp_path / "out", weights, trainer_name, config, size, extra))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
@@ -49,9 +49,9 @@ ZS_CASES = {"vit": ("trainers/trainer_ZeroshotCLIP.pt", "CoOp/vit_b16.yaml", 32,
 
 
 @pytest.mark.parametrize("arch", sorted(ZS_CASES))
-def test_zeroshot_matches_official_fp32_variant(arch, parity_dir, data_root, tmp_path, request):
+def test_zeroshot_matches_official_fp32_variant(arch, fixtures_dir, data_root, tmp_path, request):
     rel, config, size, weights_fx = ZS_CASES[arch]
-    fx = _load(parity_dir, rel)
+    fx = _load(fixtures_dir, rel)
     weights = request.getfixturevalue(weights_fx)
     trainer = build(caltech_argv(data_root, tmp_path / "out", weights, "ZeroshotCLIP", config, size))
     trainer.set_model_mode("eval")
