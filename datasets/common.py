@@ -4,14 +4,12 @@ the train/val split of a ``trainval`` list that several official readers use whe
 from __future__ import annotations
 
 import logging
-import os
 import random
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from .base import Datum, Splits, spot_check_images  # noqa: F401  (re-exported for readers)
 
 logger = logging.getLogger(__name__)
-
 
 
 def read_lines(path: str) -> List[str]:

@@ -15,7 +15,6 @@ from engine.registry import DATASET_REGISTRY
 from .base import DatasetReader, Datum, Splits, spot_check_images
 
 
-
 @DATASET_REGISTRY.register()
 class OxfordFlowers(DatasetReader):
     """Oxford Flowers-102; class names from ``cat_to_name.json``."""

@@ -4,7 +4,7 @@ A registry maps a string to a class or function. Builders next to each registry 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar
+from typing import Any, Dict, Iterator, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
 

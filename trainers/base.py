@@ -140,7 +140,6 @@ def rename_keys(state: Mapping[str, torch.Tensor], pairs: Sequence[Tuple[str, st
     return out
 
 
-
 def template_text_features(clip_model: CLIP, classnames: Iterable[str], templates: Sequence[str],
                            chunk: int = 256) -> torch.Tensor:
     """Normalised class text features ``(C, E)`` of hand-written templates ("a photo of a {}."), averaged over
@@ -155,6 +154,7 @@ def template_text_features(clip_model: CLIP, classnames: Iterable[str], template
     if len(per_template) == 1:  # renormalising a unit vector would only add rounding
         return per_template[0]
     return F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)
+
 
 class PromptLearnerBase(nn.Module):
     """What a method implements: the prompts for each tower. Override the two methods that apply.

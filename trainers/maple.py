@@ -30,6 +30,7 @@ from .base import (PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classn
 
 logger = logging.getLogger(__name__)
 
+
 class MaPLePromptLearner(PromptLearnerBase):
     """Learnable: ``ctx`` (n, Dt), ``proj`` Dt->Dv, ``compound_prompts_text[k]`` (n, Dt) and
     ``compound_prompt_projections[k]`` Dt->Dv for k < depth-1 (official attribute names = checkpoint keys)."""

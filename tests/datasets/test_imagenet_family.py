@@ -10,8 +10,6 @@ import pytest
 
 import datasets.folder_index as folder_index
 import datasets.imagenet
-import datasets.imagenet_a
-import datasets.imagenet_r
 import datasets.imagenet_sketch
 import datasets.imagenetv2
 from engine import DATASET_REGISTRY

@@ -1,4 +1,4 @@
-"""Trainers equal the official implementation on the golden fixtures in tests/fixtures (logits, loss, gradients, SGD step).
+"""Trainers equal the official implementation on the golden fixtures (logits, loss, gradients, SGD step).
 
 Tolerances (fixture README / issue): logits 1e-4 abs, loss 5e-5, gradients 1e-4 of each tensor's abs max.
 """
