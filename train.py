@@ -31,31 +31,34 @@ from engine.logging import collect_env_info, setup_logger, write_config
 logger = logging.getLogger("train")
 
 
+# Flags of the official parser for Dassl's domain adaptation; no prompt-learning protocol sets them.
+UNUSED_DASSL_FLAGS = ("--source-domains", "--target-domains", "--head")
+
+
 class ConfigError(ValueError):
     """A config file or command-line override that does not fit the defaults (unknown key, bad value)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The official command line (same flags, same defaults)."""
+    """The command line of the official ``train.py`` (same flags and defaults), explained in our words."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", type=str, default="", help="path to dataset")
-    p.add_argument("--output-dir", type=str, default="", help="output directory")
-    p.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
-    p.add_argument("--seed", type=int, default=-1, help="a value >= 0 enables a fixed seed (0 included)")
-    p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
-    p.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
-    p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
-    p.add_argument("--config-file", type=str, default="", help="path to config file")
-    p.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
-    p.add_argument("--trainer", type=str, default="", help="name of trainer")
-    p.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
-    p.add_argument("--head", type=str, default="", help="name of head")
-    p.add_argument("--eval-only", action="store_true", help="evaluation only")
-    p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
-    p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
-    p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    p.add_argument("--root", type=str, default="", help="folder that holds the datasets (DATASET.ROOT)")
+    p.add_argument("--output-dir", type=str, default="", help="run folder for logs, checkpoints and results")
+    p.add_argument("--resume", type=str, default="", help="run folder whose last checkpoint training continues")
+    p.add_argument("--seed", type=int, default=-1, help="seed of every random generator; >= 0 (0 included) fixes it")
+    p.add_argument("--transforms", type=str, nargs="+", help="training augmentations (INPUT.TRANSFORMS)")
+    p.add_argument("--config-file", type=str, default="", help="the method's YAML (configs/trainers/...)")
+    p.add_argument("--dataset-config-file", type=str, default="", help="the dataset's YAML (configs/datasets/...)")
+    p.add_argument("--trainer", type=str, default="", help="registered trainer, e.g. CoOp or MaPLe")
+    p.add_argument("--backbone", type=str, default="", help="CLIP model name (MODEL.BACKBONE.NAME)")
+    for flag in UNUSED_DASSL_FLAGS:
+        p.add_argument(flag, type=str, nargs="+", help="Dassl's domain-adaptation option; refused here")
+    p.add_argument("--eval-only", action="store_true", help="evaluate, do not train")
+    p.add_argument("--model-dir", type=str, default="", help="with --eval-only: run folder to take the weights from")
+    p.add_argument("--load-epoch", type=int, help="with --eval-only: the epoch of the checkpoint to evaluate")
+    p.add_argument("--no-train", action="store_true", help="build everything, then stop before training")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                   help="modify config options using the command-line (KEY VALUE pairs)")
+                   help="config overrides as KEY VALUE pairs, e.g. OPTIM.MAX_EPOCH 5")
     return p
 
 
@@ -101,10 +104,12 @@ def merge_opts(cfg: CfgNode, opts: Optional[Sequence[str]]) -> None:
 
 def reset_cfg(cfg: CfgNode, args: argparse.Namespace) -> None:
     """Copy the flags that were given into the config."""
-    flags = {"root": "DATASET.ROOT", "output_dir": "OUTPUT_DIR", "resume": "RESUME",
-             "source_domains": "DATASET.SOURCE_DOMAINS", "target_domains": "DATASET.TARGET_DOMAINS",
-             "transforms": "INPUT.TRANSFORMS", "trainer": "TRAINER.NAME", "backbone": "MODEL.BACKBONE.NAME",
-             "head": "MODEL.HEAD.NAME"}
+    given = [flag for flag in UNUSED_DASSL_FLAGS if getattr(args, flag[2:].replace("-", "_"), None)]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: options of Dassl's domain adaptation, which no protocol of this "
+                          f"codebase uses; remove them from the command line")
+    flags = {"root": "DATASET.ROOT", "output_dir": "OUTPUT_DIR", "resume": "RESUME", "transforms": "INPUT.TRANSFORMS",
+             "trainer": "TRAINER.NAME", "backbone": "MODEL.BACKBONE.NAME"}
     for attr, key in flags.items():
         value = getattr(args, attr, None)
         if value:
@@ -138,10 +143,8 @@ def set_random_seed(seed: int) -> None:
 
 
 def _log_args(args: argparse.Namespace, cfg: CfgNode) -> None:
-    lines = ["***************", "** Arguments **", "***************"]
-    lines += [f"{k}: {v}" for k, v in sorted(vars(args).items())]
-    lines += ["************", "** Config **", "************", str(cfg)]
-    logger.info("\n".join(lines))
+    lines = ["== command line =="] + [f"{k}: {v}" for k, v in sorted(vars(args).items())]
+    logger.info("\n".join(lines + ["== resolved config ==", str(cfg)]))
 
 
 def main(argv: Optional[List[str]] = None):
@@ -154,12 +157,12 @@ def main(argv: Optional[List[str]] = None):
     setup_logger(cfg.OUTPUT_DIR)
     write_config(cfg, cfg.OUTPUT_DIR)
     if cfg.SEED >= 0:
-        logger.info("Setting fixed seed: %d", cfg.SEED)
+        logger.info("Seeding every random generator with %d", cfg.SEED)
         set_random_seed(cfg.SEED)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     _log_args(args, cfg)
-    logger.info("Collecting env info ...\n** System info **\n%s\n", collect_env_info())
+    logger.info("== environment ==\n%s\n", collect_env_info())
     trainer = build_trainer(cfg)
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)

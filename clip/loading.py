@@ -1,8 +1,8 @@
 """Official model table, verified download into the cache, and checkpoint files -> state_dict.
 
-Cache directory: ``download_root`` if given, else ``$CLIP_CACHE_DIR``, else ``~/.cache/clip``. A download goes
-to a temporary file in that directory and is renamed to its final name only after its SHA256 matched, so an
-interrupted or corrupted transfer never looks like a cached model.
+Cache folder: ``download_root`` if given, else ``$CLIP_CACHE_DIR``, else ``~/.cache/clip``. A download is written
+through ``fileio.atomic_write`` and keeps its final name only once its SHA256 matched, so an interrupted or
+damaged transfer never looks like a cached model.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import hashlib
 import http.client
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -19,6 +18,8 @@ from typing import Dict, Optional, Union
 
 import torch
 from tqdm import tqdm
+
+from fileio import atomic_write
 
 from .model import METADATA_KEYS, CheckpointError
 
@@ -44,7 +45,7 @@ _TIMEOUT_S = 60
 
 
 def cache_dir(download_root: Optional[Union[str, os.PathLike]] = None) -> Path:
-    """The directory models and the BPE vocabulary are cached in (see module docstring)."""
+    """The folder downloaded models are cached in (see the module docstring)."""
     if download_root:
         return Path(download_root).expanduser()
     return Path(os.environ.get(CACHE_ENV) or "~/.cache/clip").expanduser()
@@ -59,68 +60,61 @@ def sha256_of(path: Union[str, os.PathLike]) -> str:
     return digest.hexdigest()
 
 
-def _fetch(url: str, part: Path, expected_sha256: str, name: str) -> None:
-    """Stream ``url`` into ``part``; raise RuntimeError if its SHA256 differs from ``expected_sha256``."""
+def _fetch(url: str, destination: str, expected_sha256: str, name: str) -> None:
+    """Stream ``url`` into ``destination``, hashing on the way; RuntimeError if the digest is not the expected one."""
     digest = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as source, open(part, "wb") as out:
-        total = source.headers.get("Content-Length")
-        with tqdm(total=int(total) if total else None, unit="iB", unit_scale=True, unit_divisor=1024,
-                  desc=name, ncols=80) as bar:
+    with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as source, open(destination, "wb") as out:
+        size = source.headers.get("Content-Length")
+        with tqdm(total=int(size) if size else None, unit="iB", unit_scale=True, unit_divisor=1024, desc=name,
+                  ncols=80) as progress:
             for chunk in iter(lambda: source.read(_CHUNK), b""):
                 out.write(chunk)
                 digest.update(chunk)
-                bar.update(len(chunk))
+                progress.update(len(chunk))
     if digest.hexdigest() != expected_sha256:
-        raise RuntimeError(
-            f"downloaded {url} but its SHA256 {digest.hexdigest()} does not match the expected {expected_sha256}"
-        )
+        raise RuntimeError(f"the bytes received from {url} have SHA256 {digest.hexdigest()}, not the published "
+                           f"{expected_sha256}: the transfer was damaged or the file changed; nothing was kept")
 
 
 def download(url: str, root: Union[str, os.PathLike], expected_sha256: Optional[str] = None) -> str:
-    """Return the path of ``url``'s file in ``root``, downloading it unless a verified copy is there.
+    """The local path of ``url``'s file in the cache folder ``root``, fetched first unless a verified copy is there.
 
     Args:
-        url: the file URL; its basename is the cached file name.
-        root: cache directory (created if needed).
-        expected_sha256: hex digest; defaults to the URL's second-to-last path segment (OpenAI's convention).
+        url: the file's address; its last path segment names the cached file.
+        root: the cache folder (created if needed).
+        expected_sha256: hex digest; default: the URL's second-to-last path segment (how OpenAI publishes them).
     Raises:
-        RuntimeError: checksum mismatch after download, or the download failed (the message names the URL and
-            the exact path to place the file at).
+        RuntimeError: the transfer failed or its checksum did not match (the message names the address and where
+            to put a copy fetched by other means). Only verified bytes ever get the final name.
     """
-    root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
     expected = (expected_sha256 or url.rstrip("/").split("/")[-2]).lower()
-    target = root / os.path.basename(url)
+    target = Path(root).expanduser() / os.path.basename(url)
     if target.exists() and not target.is_file():
-        raise RuntimeError(f"{target} exists and is not a regular file")
+        raise RuntimeError(f"cannot cache {url}: {target} is in the way and is not a file; move it aside")
     if target.is_file():
         if sha256_of(target) == expected:
             return str(target)
-        logger.warning("%s exists, but its SHA256 does not match %s; downloading it again", target, expected)
-    fd, part_name = tempfile.mkstemp(dir=root, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    part = Path(part_name)
+        logger.warning("The cached %s is damaged or outdated (its SHA256 is not %s): fetching it again", target,
+                       expected)
     try:
-        _fetch(url, part, expected, target.name)
-        os.replace(part, target)  # atomic within one directory: the final name only ever holds verified bytes
+        atomic_write(target, lambda temp: _fetch(url, temp, expected, target.name))
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-        raise RuntimeError(
-            f"could not download {url} ({err}). Without network access, download that file elsewhere and place "
-            f"it at {target} (SHA256 {expected})."
-        ) from err
-    finally:
-        part.unlink(missing_ok=True)
+        raise RuntimeError(f"could not fetch {url} ({err}). Offline, get the file on another machine and copy it "
+                           f"to {target} (its SHA256 must be {expected}).") from err
     return str(target)
 
 
 def resolve_model_path(name_or_path: Union[str, os.PathLike], download_root: Optional[str] = None) -> str:
-    """An official model name (downloaded/cached) or an existing file path -> local file path."""
+    """A name of ``MODEL_URLS`` (fetched into the cache) or the path of an existing file -> a local file path."""
     name_or_path = os.fspath(name_or_path)
     if name_or_path in MODEL_URLS:
         return download(MODEL_URLS[name_or_path], cache_dir(download_root))
     if os.path.isfile(name_or_path):
         return name_or_path
-    raise RuntimeError(f"Model {name_or_path} not found; available models = {list(MODEL_URLS)}")
+    raise FileNotFoundError(
+        f"CLIP weights {name_or_path!r}: not one of the released models ({', '.join(MODEL_URLS)}), so it was "
+        f"taken as a file path, and no file is there. Check the spelling of MODEL.BACKBONE.NAME, or point "
+        f"MODEL.BACKBONE.PATH at a local checkpoint.")
 
 
 def read_state_dict(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:

@@ -11,7 +11,8 @@ import os
 import random
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from engine.data import Datum, items_to_records, make_rng, records_to_items, write_json_atomic
+from engine.data import Datum, items_to_records, make_rng, records_to_items
+from fileio import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def write_split(train: Sequence[Datum], val: Sequence[Datum], test: Sequence[Dat
     """Write the three lists in the official split JSON format (paths relative to ``image_dir``)."""
     split = {key: items_to_records(items, image_dir) for key, items in (("train", train), ("val", val),
                                                                         ("test", test))}
-    write_json_atomic(split, path)
+    write_json(path, split)
     logger.info("Saved split to %s", path)
 
 
@@ -111,7 +112,6 @@ class DatasetReader:
         self.train_x: List[Datum] = []
         self.val: Optional[List[Datum]] = []
         self.test: List[Datum] = []
-        self.train_u: Optional[List[Datum]] = None
 
     def _fix_hint(self) -> str:
         name = type(self).__name__

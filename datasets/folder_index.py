@@ -22,7 +22,7 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence
 
-from engine.data import write_json_atomic
+from fileio import write_json
 
 from .base import visible_entries
 
@@ -82,7 +82,7 @@ def _save_index(paths: Sequence[str], payload: dict) -> Optional[str]:
     errors = []
     for path in paths:
         try:
-            write_json_atomic(payload, path)
+            write_json(path, payload)
             return path
         except OSError as err:
             errors.append(f"{path}: {err}")

@@ -3,7 +3,7 @@
 Imports nothing from clip/, trainers/ or datasets/.
 """
 from .config import get_cfg_default
-from .registry import DATASET_REGISTRY, EVALUATOR_REGISTRY, TRAINER_REGISTRY, Registry
+from .registry import DATASET_REGISTRY, TRAINER_REGISTRY, Registry
 
 
 def build_trainer(cfg):
@@ -11,5 +11,4 @@ def build_trainer(cfg):
     return TRAINER_REGISTRY.get(cfg.TRAINER.NAME)(cfg)
 
 
-__all__ = ["Registry", "TRAINER_REGISTRY", "DATASET_REGISTRY", "EVALUATOR_REGISTRY", "get_cfg_default",
-           "build_trainer"]
+__all__ = ["Registry", "TRAINER_REGISTRY", "DATASET_REGISTRY", "get_cfg_default", "build_trainer"]

@@ -5,9 +5,9 @@ Layout: ``<output>/<model name>/model.pth.tar-<epoch>`` (1-based epoch), ``model
 ``{state_dict, epoch, optimizer, scheduler, val_result}`` (+ ``rng_state``, ours, used only to resume).
 ``state_dict`` holds the parameters with ``requires_grad`` only: the frozen CLIP is never written.
 
-Loading accepts official files that carry the whole CLIP: keys that are frozen in our module, the
-``token_prefix``/``token_suffix`` buffers and the official frozen-CLIP sub-modules are ignored; a missing or
-mis-shaped learnable key is an error, any other key a warning.
+Loading accepts files that carry more than the learnable tensors (official files of methods that saved their
+whole model): keys of frozen tensors of our module and keys the caller declares frozen (the trainer knows its
+method's names) are ignored; a missing or mis-shaped learnable key is an error, any other key a warning.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import logging
 import os
 import random
 import shutil
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Sequence
@@ -24,13 +23,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from fileio import atomic_write
+
 logger = logging.getLogger(__name__)
 
 POINTER_FILE = "checkpoint"
 BEST_FILE = "model-best.pth.tar"
-# Frozen parts of the official models (MaPLe/IVLP/VPT CustomCLIP register everything): never loaded.
-FROZEN_SUFFIXES = ("token_prefix", "token_suffix")
-FROZEN_PREFIXES = ("image_encoder.", "text_encoder.", "logit_scale", "clip_model.", "clip.")
 
 
 def epoch_file(epoch: int) -> str:
@@ -43,23 +41,6 @@ def learnable_state_dict(module: nn.Module) -> "OrderedDict[str, torch.Tensor]":
     state = module.state_dict(keep_vars=True)
     return OrderedDict((k, v.detach()) for k, v in state.items()
                        if isinstance(v, nn.Parameter) and v.requires_grad)
-
-
-def atomic_write(write_fn, path: str) -> None:
-    """Write through ``write_fn(tmp_path)`` into a temp file of the same folder, then ``os.replace``.
-
-    A crash mid-write leaves the previous file intact (``os.replace`` is atomic within one file system).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False, model_name: str = "",
@@ -75,19 +56,19 @@ def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,
     state["state_dict"] = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v)
                                       for k, v in state["state_dict"].items())
     fpath = os.path.join(save_dir, model_name or epoch_file(state["epoch"]))
-    atomic_write(lambda tmp: torch.save(state, tmp), fpath)
-    logger.info("Checkpoint saved to %s", fpath)
+    atomic_write(fpath, lambda tmp: torch.save(state, tmp))
+    logger.info("Saved %s", fpath)
 
     def write_pointer(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(os.path.basename(fpath) + "\n")
 
     if update_pointer:
-        atomic_write(write_pointer, os.path.join(save_dir, POINTER_FILE))
+        atomic_write(os.path.join(save_dir, POINTER_FILE), write_pointer)
     if is_best:
         best = os.path.join(save_dir, BEST_FILE)
-        atomic_write(lambda tmp: shutil.copyfile(fpath, tmp), best)
-        logger.info("Best checkpoint saved to %s", best)
+        atomic_write(best, lambda tmp: shutil.copyfile(fpath, tmp))
+        logger.info("Copied it to %s", best)
     return fpath
 
 
@@ -122,21 +103,16 @@ class LoadReport:
     unexpected: List[str] = field(default_factory=list)
 
 
-def _is_known_frozen(key: str, frozen_keys: set, extra_prefixes: Sequence[str]) -> bool:
-    if key in frozen_keys or key.rsplit(".", 1)[-1] in FROZEN_SUFFIXES:
-        return True
-    return key.startswith(tuple(FROZEN_PREFIXES) + tuple(extra_prefixes))
-
-
 def load_learnable(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "<state_dict>",
-                   ignore_prefixes: Sequence[str] = ()) -> LoadReport:
+                   ignore_prefixes: Sequence[str] = (), ignore_suffixes: Sequence[str] = ()) -> LoadReport:
     """Copy the learnable tensors of ``state_dict`` into ``module`` (in place, keeping dtype/device).
 
     Args:
         module: the registered module; its learnable entries are the parameters with ``requires_grad``.
         state_dict: ``{key: tensor}`` from a file (``module.`` prefixes are stripped).
         source: the file name, used in messages.
-        ignore_prefixes: further key prefixes to treat as frozen.
+        ignore_prefixes / ignore_suffixes: keys starting / ending with one of these are frozen parts of the
+            file's model (e.g. an official file's copy of CLIP): skipped without a warning.
     Raises:
         KeyError: learnable keys of ``module`` absent from the file (names the file and the keys).
         ValueError: a learnable key whose shape differs (names the key and both shapes).
@@ -164,7 +140,7 @@ def load_learnable(module: nn.Module, state_dict: Mapping[str, torch.Tensor], so
     for k in incoming:
         if k in learnable:
             continue
-        if _is_known_frozen(k, frozen_keys, ignore_prefixes):
+        if k in frozen_keys or k.startswith(tuple(ignore_prefixes)) or k.endswith(tuple(ignore_suffixes)):
             report.ignored_frozen.append(k)
         else:
             report.unexpected.append(k)

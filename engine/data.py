@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -24,8 +23,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from fileio import write_json
+
 from .registry import DATASET_REGISTRY
-from .transforms import build_transform, build_unaugmented_transform
+from .transforms import build_transform
 
 logger = logging.getLogger(__name__)
 
@@ -36,52 +37,29 @@ SUBSAMPLE_CHOICES = ("all", "base", "new")
 
 @dataclass(frozen=True)
 class Datum:
-    """One labelled image: absolute ``impath``, 0-based ``label``, ``classname`` and ``domain`` (0 if unused)."""
+    """One labelled image: absolute ``impath``, 0-based ``label`` and its ``classname``."""
 
     impath: str
     label: int
     classname: str
-    domain: int = 0
 
 
 # ----------------------------------------------------------------------------------------------- JSON records
 def items_to_records(items: Sequence[Datum], base_dir: str) -> List[list]:
-    """``Datum`` list -> ``[[path relative to base_dir (posix), label, classname(, domain)], ...]``."""
+    """``Datum`` list -> ``[[path relative to base_dir (posix), label, classname], ...]`` (the official format)."""
     records = []
     for item in items:
         rel = os.path.relpath(item.impath, base_dir)
         if rel.startswith(os.pardir):
             raise ValueError(f"Image {item.impath} is not inside {base_dir}; cannot store it relative to it")
-        record = [rel.replace(os.sep, "/"), int(item.label), item.classname]
-        if item.domain:  # the official 3-field format, extended only when a domain is used
-            record.append(int(item.domain))
-        records.append(record)
+        records.append([rel.replace(os.sep, "/"), int(item.label), item.classname])
     return records
 
 
 def records_to_items(records: Sequence[Sequence[Any]], base_dir: str) -> List[Datum]:
     """Inverse of :func:`items_to_records`: paths are joined to ``base_dir`` (absolute)."""
     base_dir = os.path.abspath(base_dir)
-    items = []
-    for rec in records:
-        domain = int(rec[3]) if len(rec) > 3 else 0
-        items.append(Datum(os.path.join(base_dir, *str(rec[0]).split("/")), int(rec[1]), str(rec[2]), domain))
-    return items
-
-
-def write_json_atomic(obj: Any, path: str) -> None:
-    """Write ``obj`` as JSON (the official indent-4 style) via a temp file + ``os.replace``: never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=4, separators=(",", ": "))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    return [Datum(os.path.join(base_dir, *str(rec[0]).split("/")), int(rec[1]), str(rec[2])) for rec in records]
 
 
 # ----------------------------------------------------------------------------------------------- protocol
@@ -120,7 +98,7 @@ def base_new_subsample(*splits: Optional[List[Datum]], subsample: str = "all") -
     half = math.ceil(len(labels) / 2)
     kept = labels[:half] if subsample == "base" else labels[half:]
     new_label = {old: new for new, old in enumerate(kept)}
-    logger.info("SUBSAMPLE %s CLASSES: %d of %d", subsample.upper(), len(kept), len(labels))
+    logger.info("Keeping the %s classes: %d of %d", subsample, len(kept), len(labels))
     return [None if split is None else [replace(it, label=new_label[it.label]) for it in split if it.label in new_label]
             for split in splits]
 
@@ -138,11 +116,11 @@ def _cache_candidates(cfg, dataset_dir: str, num_shots: int, seed: int) -> List[
 def _save_fewshot(cfg, paths: List[str], payload: dict) -> Optional[str]:
     """Write the cache to the first writable candidate; warn (never fail) when the data root is read-only."""
     try:
-        write_json_atomic(payload, paths[0])
+        write_json(paths[0], payload)
         return paths[0]
     except OSError as err:
         if len(paths) > 1:  # the user asked for this folder explicitly: failing to write there is an error
-            write_json_atomic(payload, paths[1])
+            write_json(paths[1], payload)
             logger.info("Data root not writable (%s); few-shot split cached in %s", err, paths[1])
             return paths[1]
         logger.warning("Cannot write the few-shot split cache %s (%s). Continuing without a cache; set "
@@ -191,7 +169,6 @@ class DatasetSplits:
     train_x: List[Datum]
     val: List[Datum]
     test: List[Datum]
-    train_u: Optional[List[Datum]] = None
     num_classes: int = 0
     lab2cname: Dict[int, str] = field(default_factory=dict)
     classnames: List[str] = field(default_factory=list)
@@ -213,7 +190,7 @@ def build_dataset(cfg) -> DatasetSplits:
     and only train is few-shot sampled, as in the official code. A reader with ``apply_protocol = False``
     (test-only datasets) is used whole.
     """
-    logger.info("Loading dataset: %s", cfg.DATASET.NAME)
+    logger.info("Reading dataset %s", cfg.DATASET.NAME)
     reader = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
     train, val, test = list(reader.train_x), reader.val, list(reader.test)
     val = None if val is None else list(val)
@@ -225,8 +202,7 @@ def build_dataset(cfg) -> DatasetSplits:
         logger.info("%s is a test-only dataset: evaluated whole (NUM_SHOTS and SUBSAMPLE_CLASSES do not apply)",
                     cfg.DATASET.NAME)
     return DatasetSplits(name=cfg.DATASET.NAME, dataset_dir=reader.dataset_dir, train_x=train,
-                         val=test if val is None else val, test=test,
-                         train_u=getattr(reader, "train_u", None))
+                         val=test if val is None else val, test=test)
 
 
 # ----------------------------------------------------------------------------------------------- loaders
@@ -244,87 +220,52 @@ def load_rgb_image(path: str) -> Image.Image:
 
 
 class ImageListDataset(Dataset):
-    """Wraps a ``Datum`` list: item -> {"img", "label", "domain", "impath", "index"} (Dassl's batch keys).
+    """A ``Datum`` list as a dataset of ``{"img", "label", "impath", "index"}`` dicts (Dassl's batch keys)."""
 
-    ``transform`` may be a list: outputs are then "img", "img2", ... ; ``k_transforms > 1`` makes each a list of
-    that many augmented views; ``img0_transform`` adds "img0" (the un-augmented image).
-    """
-
-    def __init__(self, items: Sequence[Datum], transform: Any = None, k_transforms: int = 1,
-                 img0_transform: Optional[Callable] = None) -> None:
-        if k_transforms > 1 and transform is None:
-            raise ValueError(f"Cannot augment each image {k_transforms} times without a transform")
+    def __init__(self, items: Sequence[Datum], transform: Optional[Callable] = None) -> None:
         self.items = list(items)
         self.transform = transform
-        self.k_transforms = k_transforms
-        self.img0_transform = img0_transform
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _views(self, tfm: Callable, img: Image.Image) -> Any:
-        views = [tfm(img) for _ in range(self.k_transforms)]
-        return views[0] if len(views) == 1 else views
-
     def __getitem__(self, index: int) -> Dict[str, Any]:
         item = self.items[index]
         img = load_rgb_image(item.impath)
-        out: Dict[str, Any] = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": index}
-        tfms = self.transform if isinstance(self.transform, (list, tuple)) else [self.transform]
-        for i, tfm in enumerate(tfms):
-            out["img" if i == 0 else f"img{i + 1}"] = img if tfm is None else self._views(tfm, img)
-        if self.img0_transform is not None:
-            out["img0"] = self.img0_transform(img)
-        return out
+        return {"img": img if self.transform is None else self.transform(img), "label": item.label,
+                "impath": item.impath, "index": index}
 
 
-def make_loader(cfg, items: Sequence[Datum], batch_size: int, transform: Any, is_train: bool,
-                      sampler_type: str) -> DataLoader:
-    """A loader over ``items``: random or sequential sampler; train drops the last partial batch (Dassl rule)."""
-    samplers = {"RandomSampler": RandomSampler, "SequentialSampler": SequentialSampler}
-    if sampler_type not in samplers:
-        raise ValueError(f"Unsupported sampler {sampler_type!r}; supported: {sorted(samplers)}")
+def make_loader(cfg, items: Sequence[Datum], batch_size: int, transform: Callable, is_train: bool) -> DataLoader:
+    """Training: shuffled, the last incomplete batch dropped (when there is a full one); else in order."""
     if not items:
         raise ValueError("Cannot build a data loader over an empty split")
+    dataset = ImageListDataset(items, transform)
+    sampler = RandomSampler(dataset) if is_train else SequentialSampler(dataset)
     workers = int(cfg.DATALOADER.NUM_WORKERS)
-    img0 = build_unaugmented_transform(cfg) if cfg.DATALOADER.RETURN_IMG0 else None
-    dataset = ImageListDataset(items, transform, int(cfg.DATALOADER.K_TRANSFORMS) if is_train else 1, img0)
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=samplers[sampler_type](dataset), num_workers=workers,
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
         drop_last=is_train and len(items) >= batch_size,
         pin_memory=bool(cfg.DATALOADER.PIN_MEMORY and cfg.USE_CUDA and torch.cuda.is_available()),
         persistent_workers=bool(cfg.DATALOADER.PERSISTENT_WORKERS and workers > 0))
 
 
-def format_summary(rows: Sequence[Tuple[str, str]]) -> str:
-    """Two-column text table (the Dassl dataset summary)."""
-    from tabulate import tabulate
-
-    return tabulate([list(r) for r in rows])
-
-
 class DataManager:
-    """Dataset (protocol applied) + transforms + loaders, with Dassl's attribute names.
+    """The protocol-applied dataset, its transforms and loaders, under Dassl's attribute names.
 
     Args:
         cfg: the config.
         dataset: an already built :class:`DatasetSplits` (default: ``build_dataset(cfg)``).
-        custom_tfm_train / custom_tfm_test: transforms used instead of ``build_transform(cfg, ...)``.
     """
 
-    def __init__(self, cfg, dataset: Optional[DatasetSplits] = None, custom_tfm_train: Any = None,
-                 custom_tfm_test: Any = None) -> None:
+    def __init__(self, cfg, dataset: Optional[DatasetSplits] = None) -> None:
         self.dataset = build_dataset(cfg) if dataset is None else dataset
-        tfm_train = build_transform(cfg, is_train=True) if custom_tfm_train is None else custom_tfm_train
-        tfm_test = build_transform(cfg, is_train=False) if custom_tfm_test is None else custom_tfm_test
-        test_bs, test_sampler = cfg.DATALOADER.TEST.BATCH_SIZE, cfg.DATALOADER.TEST.SAMPLER
-        self.train_loader_x = make_loader(cfg, self.dataset.train_x, cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
-                                                tfm_train, True, cfg.DATALOADER.TRAIN_X.SAMPLER)
-        self.train_loader_u = None  # no unlabelled data in the prompt-learning protocol
-        self.val_loader = (make_loader(cfg, self.dataset.val, test_bs, tfm_test, False, test_sampler)
-                           if self.dataset.val else None)
-        self.test_loader = make_loader(cfg, self.dataset.test, test_bs, tfm_test, False, test_sampler)
-        self.num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
+        train_tfm, test_tfm = build_transform(cfg, is_train=True), build_transform(cfg, is_train=False)
+        test_bs = cfg.DATALOADER.TEST.BATCH_SIZE
+        self.train_loader_x = make_loader(cfg, self.dataset.train_x, cfg.DATALOADER.TRAIN_X.BATCH_SIZE, train_tfm,
+                                          True)
+        self.val_loader = make_loader(cfg, self.dataset.val, test_bs, test_tfm, False) if self.dataset.val else None
+        self.test_loader = make_loader(cfg, self.dataset.test, test_bs, test_tfm, False)
         if cfg.VERBOSE:
             self.log_summary(cfg)
 
@@ -342,13 +283,11 @@ class DataManager:
 
     def log_summary(self, cfg) -> None:
         """Log the dataset name and split sizes as a table (the Dassl summary)."""
-        rows = [("Dataset", cfg.DATASET.NAME)]
-        if cfg.DATASET.SOURCE_DOMAINS:
-            rows.append(("Source", str(list(cfg.DATASET.SOURCE_DOMAINS))))
-        if cfg.DATASET.TARGET_DOMAINS:
-            rows.append(("Target", str(list(cfg.DATASET.TARGET_DOMAINS))))
-        rows += [("# classes", f"{self.num_classes:,}"), ("# train_x", f"{len(self.dataset.train_x):,}")]
+        rows = [("Dataset", cfg.DATASET.NAME), ("# classes", f"{self.num_classes:,}"),
+                ("# train_x", f"{len(self.dataset.train_x):,}")]
         if self.dataset.val:
             rows.append(("# val", f"{len(self.dataset.val):,}"))
         rows.append(("# test", f"{len(self.dataset.test):,}"))
-        logger.info("Dataset summary\n%s", format_summary(rows))
+        from tabulate import tabulate
+
+        logger.info("Dataset summary\n%s", tabulate(rows))

@@ -24,18 +24,16 @@ import datetime
 import logging
 import math
 import os
-from typing import TYPE_CHECKING, List, Optional
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .trainer import TrainerBase
+from typing import Any, List, Optional
 
 logger = logging.getLogger(__name__)
 
 
 class HookBase:
-    """A hook sees the trainer (``self.trainer``, set by ``TrainerBase.register_hooks``); override what you need."""
+    """A hook sees the trainer (``self.trainer``, an ``engine.trainer.TrainerBase`` set by its ``register_hooks``;
+    not imported here, so the two modules do not import each other); override what you need."""
 
-    trainer: "TrainerBase"
+    trainer: Any
 
     def before_train(self) -> None:
         pass
@@ -127,10 +125,10 @@ class FinalEvalHook(HookBase):
         if t.cfg.TEST.NO_TEST:
             return
         if t.cfg.TEST.FINAL_MODEL == "best_val":
-            logger.info("Deploy the model with the best val performance")
+            logger.info("Testing the weights that did best on the validation split")
             t.load_model(t.output_dir)
         else:
-            logger.info("Deploy the last-epoch model")
+            logger.info("Testing the weights of the last epoch")
         t.test()
 
 

@@ -1,8 +1,8 @@
-"""Optimizer and learning-rate schedule builders (``cfg.OPTIM``), reproducing the official Dassl schedule.
+"""The optimizer and the learning-rate schedule of ``cfg.OPTIM``, giving the official runs' LR epoch by epoch.
 
-The schedule is stepped ONCE PER EPOCH, after the epoch, by ``engine.hooks.LRStepHook`` (never inside
-``forward_backward``). With the official MaPLe/CoOp settings (cosine, 1 constant warm-up epoch at
-``WARMUP_CONS_LR``, ``WARMUP_RECOUNT True``) the 0-based epoch ``e`` runs at::
+The schedule moves once per epoch, after its last batch (``engine.hooks.LRStepHook``), never inside a training
+step. With the settings of the official MaPLe/CoOp configs (cosine, one constant warm-up epoch at
+``WARMUP_CONS_LR``) the 0-based epoch ``e`` runs at::
 
     e == 0:  WARMUP_CONS_LR
     e >= 1:  0.5 * (1 + cos(pi * (e - 1) / MAX_EPOCH)) * LR        # main schedule restarted after warm-up
@@ -12,83 +12,38 @@ The schedule is stepped ONCE PER EPOCH, after the epoch, by ``engine.hooks.LRSte
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Union
 
 import torch
 import torch.nn as nn
-from torch.optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, StepLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, StepLR
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam", "amsgrad", "adamw", "rmsprop", "radam")
-SCHEDULERS = ("single_step", "multi_step", "cosine")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULERS = ("single_step", "cosine")
 WARMUP_TYPES = ("constant", "linear")
 
 
-def _trainable(params: Iterable[nn.Parameter]) -> List[nn.Parameter]:
-    return [p for p in params if p.requires_grad]
-
-
-def _staged_groups(model: nn.Module, optim_cfg, lr: float) -> List[Dict[str, Any]]:
-    """Two groups: children named in ``NEW_LAYERS`` at ``LR``, the others at ``LR * BASE_LR_MULT``."""
-    new_layers = optim_cfg.NEW_LAYERS
-    new_layers = [new_layers] if isinstance(new_layers, str) else list(new_layers)
-    if not new_layers:
-        logger.warning("OPTIM.STAGED_LR is on but OPTIM.NEW_LAYERS is empty: every layer gets the reduced LR")
-    children = dict(model.named_children())
-    unknown = [name for name in new_layers if name not in children]
-    if unknown:
-        raise ValueError(f"OPTIM.NEW_LAYERS names {unknown}, which are not children of the model "
-                         f"(children: {sorted(children)})")
-    base, new = [], []
-    for name, child in children.items():
-        (new if name in new_layers else base).extend(_trainable(child.parameters()))
-    return [{"params": base, "lr": lr * optim_cfg.BASE_LR_MULT}, {"params": new}]
-
-
-def build_optimizer(model: Union[nn.Module, Iterable], optim_cfg,
-                    param_groups: Optional[Sequence[Dict[str, Any]]] = None) -> torch.optim.Optimizer:
-    """Build the optimizer named by ``OPTIM.NAME`` over the TRAINABLE parameters of ``model``.
+def build_optimizer(model: Union[nn.Module, Iterable[nn.Parameter]], optim_cfg) -> torch.optim.Optimizer:
+    """The optimizer ``OPTIM.NAME`` over the parameters of ``model`` that require a gradient.
 
     Args:
-        model: a module (its parameters with ``requires_grad`` are optimized; frozen ones would get no
-            gradient anyway, so the update is the same as the official optimizer over all parameters) or an
-            iterable of parameters.
+        model: a module or an iterable of parameters. Frozen parameters are left out: they never get a gradient,
+            so the updates equal those of the official optimizer built over every parameter.
         optim_cfg: the ``cfg.OPTIM`` node (NAME, LR, WEIGHT_DECAY, MOMENTUM, SGD_DAMPNING, SGD_NESTEROV,
-            RMSPROP_ALPHA, ADAM_BETA1/2, STAGED_LR, NEW_LAYERS, BASE_LR_MULT).
-        param_groups: explicit parameter groups (then ``STAGED_LR`` is ignored).
-    Returns:
-        a ``torch.optim.Optimizer``.
+            ADAM_BETA1/2).
     """
     name, lr, wd = optim_cfg.NAME, optim_cfg.LR, optim_cfg.WEIGHT_DECAY
     if name not in OPTIMIZERS:
         raise ValueError(f"OPTIM.NAME must be one of {list(OPTIMIZERS)}, got {name!r}")
-    if param_groups is not None:
-        if optim_cfg.STAGED_LR:
-            logger.warning("OPTIM.STAGED_LR is ignored because explicit param_groups were given")
-        groups: Any = list(param_groups)
-    elif optim_cfg.STAGED_LR:
-        if not isinstance(model, nn.Module):
-            raise TypeError("OPTIM.STAGED_LR needs an nn.Module (its children are split by OPTIM.NEW_LAYERS)")
-        groups = _staged_groups(model, optim_cfg, lr)
-    else:
-        params = model.parameters() if isinstance(model, nn.Module) else model
-        groups = _trainable(params)
-        if not groups:
-            raise ValueError("build_optimizer: the model has no parameter with requires_grad=True")
-    betas = (optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2)
+    params = [p for p in (model.parameters() if isinstance(model, nn.Module) else model) if p.requires_grad]
+    if not params:
+        raise ValueError("build_optimizer: the model has no parameter with requires_grad=True")
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
+        return torch.optim.SGD(params, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
                                dampening=optim_cfg.SGD_DAMPNING, nesterov=optim_cfg.SGD_NESTEROV)
-    if name in ("adam", "amsgrad"):
-        return torch.optim.Adam(groups, lr=lr, weight_decay=wd, betas=betas, amsgrad=name == "amsgrad")
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd, betas=betas)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
-                                   alpha=optim_cfg.RMSPROP_ALPHA)
-    # torch's RAdam (Dassl ships its own variant; the two differ in the first few steps)
-    return torch.optim.RAdam(groups, lr=lr, weight_decay=wd, betas=betas)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2))
 
 
 class WarmupScheduler:
@@ -168,34 +123,25 @@ class WarmupScheduler:
             group["lr"] = lr
 
 
-def _main_scheduler(optimizer: torch.optim.Optimizer, optim_cfg):
-    kind, stepsize, gamma = optim_cfg.LR_SCHEDULER, optim_cfg.STEPSIZE, optim_cfg.GAMMA
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg):
+    """The per-epoch LR schedule of ``cfg.OPTIM`` (LR_SCHEDULER, STEPSIZE, GAMMA, MAX_EPOCH, WARMUP_*).
+
+    Returns the torch scheduler, wrapped in a :class:`WarmupScheduler` when ``WARMUP_EPOCH > 0`` (the main
+    schedule then starts from its own epoch 0 after the warm-up, as in the official configs). Every returned
+    object has ``step()``, ``get_last_lr()``, ``state_dict()`` and ``load_state_dict()``.
+    """
+    kind = optim_cfg.LR_SCHEDULER
     if kind not in SCHEDULERS:
         raise ValueError(f"OPTIM.LR_SCHEDULER must be one of {list(SCHEDULERS)}, got {kind!r}")
-    if kind == "single_step":
-        step = stepsize[-1] if isinstance(stepsize, (list, tuple)) else stepsize
+    if kind == "cosine":
+        scheduler = CosineAnnealingLR(optimizer, T_max=float(optim_cfg.MAX_EPOCH))
+    else:
+        step = optim_cfg.STEPSIZE
+        step = step[-1] if isinstance(step, (list, tuple)) else step
         if not isinstance(step, int):
             raise TypeError(f"OPTIM.STEPSIZE for single_step must be an int, got {step!r}")
-        return StepLR(optimizer, step_size=step if step > 0 else optim_cfg.MAX_EPOCH, gamma=gamma)
-    if kind == "multi_step":
-        if not isinstance(stepsize, (list, tuple)):
-            raise TypeError(f"OPTIM.STEPSIZE for multi_step must be a list of epochs, got {stepsize!r}")
-        return MultiStepLR(optimizer, milestones=list(stepsize), gamma=gamma)
-    return CosineAnnealingLR(optimizer, T_max=float(optim_cfg.MAX_EPOCH))
-
-
-def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg):
-    """Build the per-epoch LR schedule of ``cfg.OPTIM`` (LR_SCHEDULER, STEPSIZE, GAMMA, MAX_EPOCH, WARMUP_*).
-
-    Returns an object with ``step()``, ``get_last_lr()``, ``state_dict()``, ``load_state_dict()``: the torch
-    scheduler itself, or a :class:`WarmupScheduler` around it when ``WARMUP_EPOCH > 0``.
-    ``WARMUP_RECOUNT False`` starts the main schedule at epoch ``WARMUP_EPOCH`` instead of 0 (as Dassl: the
-    successor's epoch counter is moved forward, so e.g. a step milestone comes ``WARMUP_EPOCH`` epochs earlier).
-    """
-    scheduler = _main_scheduler(optimizer, optim_cfg)
+        scheduler = StepLR(optimizer, step_size=step if step > 0 else optim_cfg.MAX_EPOCH, gamma=optim_cfg.GAMMA)
     if optim_cfg.WARMUP_EPOCH <= 0:
         return scheduler
-    if not optim_cfg.WARMUP_RECOUNT:
-        scheduler.last_epoch = optim_cfg.WARMUP_EPOCH
     warmup_lr = optim_cfg.WARMUP_CONS_LR if optim_cfg.WARMUP_TYPE == "constant" else optim_cfg.WARMUP_MIN_LR
     return WarmupScheduler(optimizer, scheduler, optim_cfg.WARMUP_EPOCH, optim_cfg.WARMUP_TYPE, warmup_lr)

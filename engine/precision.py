@@ -10,8 +10,9 @@ amp    float32             float16 on CUDA + GradScaler;               scaled on
                            CPU: bfloat16 autocast (logged warning)
 =====  ==================  ==========================================  ===================================
 
-Learnable tensors always stay float32 (the optimizer updates fp32 master weights). Frozen modules are cast
-with :meth:`Precision.cast_frozen` / ``module.to(frozen_dtype)``; CLIP's LayerNorm computes in fp32 itself.
+Learnable tensors always stay float32 (the optimizer updates fp32 master weights). The frozen model is cast to
+``frozen_dtype`` by its owner (CLIP: ``clip.model.cast_model``, the one place its dtypes change); CLIP's
+LayerNorm computes in fp32 whatever the weights.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import logging
 from typing import ContextManager, Iterable, Optional, Union
 
 import torch
-import torch.nn as nn
 
 logger = logging.getLogger(__name__)
 
@@ -71,23 +71,6 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def cast_frozen(self, module: nn.Module) -> nn.Module:
-        """Cast every floating-point parameter/buffer of ``module`` that is NOT learnable to ``frozen_dtype``.
-
-        Parameters keep their identity (``.data`` is replaced), so optimizers built before stay valid;
-        learnable parameters (``requires_grad``) are left in float32.
-        """
-        for sub in module.modules():
-            for tensors in (sub._parameters, sub._buffers):
-                for name, t in tensors.items():
-                    if t is None or not t.is_floating_point() or getattr(t, "requires_grad", False):
-                        continue
-                    if isinstance(t, nn.Parameter):
-                        t.data = t.data.to(self.frozen_dtype)
-                    else:
-                        tensors[name] = t.to(self.frozen_dtype)
-        return module
-
     def backward(self, loss: torch.Tensor) -> None:
         """``loss.backward()``, scaled when a GradScaler is active. ``loss``: scalar tensor."""
         if self.scaler is not None:
@@ -106,11 +89,6 @@ class Precision:
             self.scaler.step(opt)
         self.scaler.update()
 
-    def backward_and_step(self, loss: torch.Tensor, optimizers: Iterable[torch.optim.Optimizer]) -> None:
-        """:meth:`backward` then :meth:`step` (the caller zeroes gradients before the forward pass)."""
-        self.backward(loss)
-        self.step(optimizers)
-
     def state_dict(self) -> dict:
         """GradScaler state (empty without a scaler), so resumed amp runs keep their loss scale."""
         return {} if self.scaler is None else self.scaler.state_dict()
@@ -118,8 +96,3 @@ class Precision:
     def load_state_dict(self, state: dict) -> None:
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)
-
-
-def build_precision(mode: str, device: Union[str, torch.device] = "cpu") -> Precision:
-    """The :class:`Precision` for ``mode`` (a trainer's ``PREC`` value) on ``device``."""
-    return Precision(mode, device)

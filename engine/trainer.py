@@ -1,10 +1,11 @@
-"""The training loop: a Dassl-compatible template-method trainer whose epoch-level work is done by hooks.
+"""The training loop. A trainer subclass builds the model and says what one training step does; the rest is here.
 
-Subclasses implement ``build_model`` (build ``self.model``, call ``register_model``) and ``forward_backward``
-(one batch: forward, ``model_backward_and_update(loss)``, return ``{"loss": float, ...}``). Everything else
-(data, LR stepping, checkpoints, resume, evaluation, logs, TensorBoard) is here or in engine/hooks.py, whose
-docstring gives the hook order. The LR is stepped once per epoch by ``LRStepHook``, never in
-``forward_backward``.
+Subclasses implement ``build_model`` (set ``self.model``, call ``register_model`` with its optimizer and LR
+schedule) and ``forward_backward`` (one batch: forward, ``model_backward_and_update(loss)``, return
+``{"loss": float, ...}``). Data, LR stepping, checkpoints, resuming, evaluation, logs and TensorBoard are here or
+in engine/hooks.py, whose docstring gives the order of the epoch-level work. The LR moves once per epoch
+(``LRStepHook``), never inside a step. Method and attribute names are Dassl's, so code written against Dassl's
+``TrainerX`` reads the same.
 """
 from __future__ import annotations
 
@@ -13,25 +14,23 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from .checkpoint import (BEST_FILE, POINTER_FILE, epoch_file, get_rng_state,
                          learnable_state_dict, load_checkpoint, load_learnable, save_checkpoint, set_rng_state)
-from .evaluation import build_evaluator, prediction_rows, write_results
+from .evaluation import Classification, prediction_rows, write_results
 from .hooks import HookBase, default_hooks
 from .logging import AverageMeter, MetricMeter
 from .precision import Precision
 
 logger = logging.getLogger(__name__)
 
-Names = Optional[Union[str, Sequence[str]]]
-
 
 class TrainerBase:
-    """Base trainer (Dassl ``SimpleTrainer``/``TrainerX`` names, so official trainers port by import changes).
+    """Base of every trainer.
 
     Construction: ``cfg`` -> device, output dir, ``build_data_loader()``, ``build_model()``, evaluator, hooks.
 
@@ -40,8 +39,10 @@ class TrainerBase:
     ``val_loader``, ``test_loader``, ``num_classes``, ``lab2cname``, ``classnames``, ``evaluator``.
     """
 
-    #: extra checkpoint key prefixes to ignore when loading (frozen parts named differently by a method)
+    #: keys of a checkpoint that are frozen parts of the model that saved it (e.g. an official file's copy of
+    #: CLIP), skipped without a warning when loading; the method's trainer knows its names
     checkpoint_ignore_prefixes: Sequence[str] = ()
+    checkpoint_ignore_suffixes: Sequence[str] = ()
 
     def __init__(self, cfg) -> None:
         self._models: "OrderedDict[str, nn.Module]" = OrderedDict()
@@ -61,7 +62,7 @@ class TrainerBase:
         self.check_cfg(cfg)
         self.build_data_loader()
         self.build_model()
-        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.evaluator = Classification(cfg, lab2cname=self.lab2cname)
         self.register_hooks(self.build_hooks())
 
     # ------------------------------------------------------------------ construction
@@ -79,7 +80,6 @@ class TrainerBase:
         dm = DataManager(self.cfg)
         self.dm = dm
         self.train_loader_x = dm.train_loader_x
-        self.train_loader_u = getattr(dm, "train_loader_u", None)
         self.val_loader = dm.val_loader
         self.test_loader = dm.test_loader
         self.num_classes = dm.num_classes
@@ -114,15 +114,9 @@ class TrainerBase:
             raise ValueError(f"register_model({name!r}): model is None")
         self._models[name], self._optims[name], self._scheds[name] = model, optim, sched
 
-    def get_model_names(self, names: Names = None) -> List[str]:
-        real = list(self._models)
-        if names is None:
-            return real
-        names = [names] if isinstance(names, str) else list(names)
-        unknown = [n for n in names if n not in self._models]
-        if unknown:
-            raise KeyError(f"Unknown model name(s) {unknown}; registered: {real}")
-        return names
+    def get_model_names(self) -> List[str]:
+        """The registered names, in registration order (the checkpoint sub-folders)."""
+        return list(self._models)
 
     # ------------------------------------------------------------------ checkpoints
     def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result: Optional[float] = None,
@@ -166,22 +160,21 @@ class TrainerBase:
         if not names or missing:
             if required and missing:
                 raise FileNotFoundError(f"Cannot resume from {directory}: no checkpoint pointer at {missing}")
-            logger.info("No checkpoint found, train from scratch")
+            logger.info("Starting from the initial weights: %s holds no checkpoint to continue from", directory)
             return 0
-        logger.info("Found checkpoint at %s (will resume training)", directory)
+        logger.info("Continuing the run saved in %s", directory)
         start_epoch = 0
         for name, pointer in zip(names, pointers):
             with open(pointer) as f:
                 path = os.path.join(directory, name, f.readline().strip())
             ckpt = load_checkpoint(path)
-            load_learnable(self._models[name], self.import_state_dict(name, ckpt["state_dict"]), source=path,
-                           ignore_prefixes=self.checkpoint_ignore_prefixes)
+            self._load_weights(name, ckpt, path)
             self._restore_optim_sched(name, ckpt, path)
             self.precision.load_state_dict(ckpt.get("precision") or {})
             if ckpt.get("rng_state"):
                 set_rng_state(ckpt["rng_state"])
             start_epoch = int(ckpt["epoch"])
-            logger.info("Loaded %s (previous epoch: %d)", path, start_epoch)
+            logger.info("Restored %s: %d epoch(s) done", path, start_epoch)
         return start_epoch
 
     def _restore_optim_sched(self, name: str, ckpt: Dict[str, Any], path: str) -> None:
@@ -198,8 +191,7 @@ class TrainerBase:
         """Load learnable weights from ``<directory>/<name>/model.pth.tar-<epoch>`` (``model-best.pth.tar`` if
         ``epoch`` is None), ours or official (whole-CLIP files: frozen keys are ignored)."""
         if not directory:
-            logger.info("Note that load_model() is skipped as no pretrained model is given "
-                        "(ignore this if it's done on purpose)")
+            logger.info("No model folder given: evaluating the initial weights")
             return
         fname = BEST_FILE if epoch is None else epoch_file(epoch)
         for name in self.get_model_names():
@@ -209,30 +201,31 @@ class TrainerBase:
                 have = sorted(os.listdir(folder)) if os.path.isdir(folder) else "folder missing"
                 raise FileNotFoundError(f"No model at {path} (found in {folder}: {have})")
             ckpt = load_checkpoint(path)
-            load_learnable(self._models[name], self.import_state_dict(name, ckpt["state_dict"]), source=path,
-                           ignore_prefixes=self.checkpoint_ignore_prefixes)
-            logger.info("Load %s to %s (epoch=%s, val_result=%s)", path, name, ckpt.get("epoch"),
+            self._load_weights(name, ckpt, path)
+            logger.info("Weights of %s read from %s (epoch %s, val_result %s)", name, path, ckpt.get("epoch"),
                         ckpt.get("val_result"))
 
+    def _load_weights(self, name: str, ckpt: Dict[str, Any], path: str) -> None:
+        load_learnable(self._models[name], self.import_state_dict(name, ckpt["state_dict"]), source=path,
+                       ignore_prefixes=self.checkpoint_ignore_prefixes,
+                       ignore_suffixes=self.checkpoint_ignore_suffixes)
+
     # ------------------------------------------------------------------ modes, LR, backward
-    def set_model_mode(self, mode: str = "train", names: Names = None) -> None:
+    def set_model_mode(self, mode: str = "train") -> None:
         """``train()`` or ``eval()`` the registered models only (frozen parts outside them are untouched)."""
         if mode not in ("train", "eval", "test"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
-        for name in self.get_model_names(names):
-            self._models[name].train(mode == "train")
+        for model in self._models.values():
+            model.train(mode == "train")
 
-    def update_lr(self, names: Names = None) -> None:
-        for name in self.get_model_names(names):
-            if self._scheds[name] is not None:
-                self._scheds[name].step()
+    def update_lr(self) -> None:
+        for sched in self._scheds.values():
+            if sched is not None:
+                sched.step()
 
-    def get_current_lr(self, names: Names = None) -> float:
+    def get_current_lr(self) -> float:
         """LR of the first param group of the first registered optimizer (0.0 without one)."""
-        for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                return self._optims[name].param_groups[0]["lr"]
-        return 0.0
+        return next((opt.param_groups[0]["lr"] for opt in self._optims.values() if opt is not None), 0.0)
 
     def _non_finite_message(self, what: str) -> str:
         prec = f"PREC fp32 instead of {self.precision.mode}, " if self.precision.mode != "fp32" else ""
@@ -246,23 +239,23 @@ class TrainerBase:
         if not torch.isfinite(loss).all():
             raise FloatingPointError(self._non_finite_message("Loss"))
 
-    def model_zero_grad(self, names: Names = None) -> None:
-        for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].zero_grad()
+    def model_zero_grad(self) -> None:
+        for opt in self._optims.values():
+            if opt is not None:
+                opt.zero_grad()
 
     def model_backward(self, loss: torch.Tensor) -> None:
         self.detect_anomaly(loss)
         self.precision.backward(loss)
 
-    def model_update(self, names: Names = None) -> None:
-        self.precision.step([self._optims[n] for n in self.get_model_names(names)])
+    def model_update(self) -> None:
+        self.precision.step(self._optims.values())
 
-    def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
+    def model_backward_and_update(self, loss: torch.Tensor) -> None:
         """Zero grads, check ``loss`` is finite, backward (through ``self.precision``), optimizer step."""
-        self.model_zero_grad(names)
+        self.model_zero_grad()
         self.model_backward(loss)
-        self.model_update(names)
+        self.model_update()
 
     # ------------------------------------------------------------------ tensorboard
     def init_writer(self, log_dir: str) -> None:
@@ -270,7 +263,7 @@ class TrainerBase:
             from torch.utils.tensorboard import SummaryWriter  # lazy: imports tensorboard
 
             os.makedirs(log_dir, exist_ok=True)
-            logger.info("Initialize tensorboard (log_dir=%s)", log_dir)
+            logger.info("TensorBoard events go to %s", log_dir)
             self._writer = SummaryWriter(log_dir=log_dir)
 
     def close_writer(self) -> None:
@@ -319,7 +312,7 @@ class TrainerBase:
         for h in self._hooks:
             h.after_train()
         elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
-        logger.info("Elapsed: %s", elapsed)
+        logger.info("Time taken: %s", elapsed)
 
     def run_epoch(self) -> None:
         """One pass over ``train_loader_x``: ``forward_backward`` per batch, meters, ``after_step`` hooks."""
@@ -369,7 +362,7 @@ class TrainerBase:
             loader = self.val_loader
         else:
             split, loader = "test", self.test_loader
-        logger.info("Evaluate on the *%s* set", split)
+        logger.info("Evaluating on the %s split", split)
         preds: List[Dict[str, Any]] = []
         for batch in loader:
             images, labels = self.parse_batch_test(batch)
@@ -383,7 +376,3 @@ class TrainerBase:
         write_results(self.output_dir, split, results, self.evaluator,
                       preds if self.cfg.TEST.SAVE_PREDICTIONS else None)
         return dict(results)
-
-
-TrainerX = TrainerBase  # Dassl name used by the official trainers
-SimpleTrainer = TrainerBase

@@ -243,6 +243,9 @@ class PromptTrainer(TrainerBase):
     # rename_keys); empty = our names are the official ones.
     OFFICIAL_KEYS: Sequence[Tuple[str, str]] = ()
     PRECISIONS: Sequence[str] = ("fp16", "fp32", "amp", "bf16")
+    # What official files of whole-model methods also carry: their frozen CLIP and token buffers (never loaded).
+    checkpoint_ignore_prefixes = ("image_encoder.", "text_encoder.", "logit_scale", "clip_model.", "clip.")
+    checkpoint_ignore_suffixes = ("token_prefix", "token_suffix")
 
     @property
     def method_cfg(self):
@@ -296,7 +299,8 @@ class PromptTrainer(TrainerBase):
         state = ckpt.get("state_dict", ckpt)
         module = self.model if self.REGISTER_WHOLE_MODEL else self.model.prompt_learner
         report = load_learnable(module, self.import_state_dict(self.REGISTERED_NAME, state), source=path,
-                                ignore_prefixes=self.checkpoint_ignore_prefixes)
+                                ignore_prefixes=self.checkpoint_ignore_prefixes,
+                                ignore_suffixes=self.checkpoint_ignore_suffixes)
         logger.info("Initialised %d learnable tensors from %s", len(report.loaded), path)
 
     def forward_backward(self, batch: Dict[str, Any]) -> Dict[str, float]:

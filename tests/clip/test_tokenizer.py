@@ -58,9 +58,10 @@ def test_tokenize_batch_and_context_length(clip_forward):
     assert short.shape == (2, 8) and short[0, 0].item() == 49406 and short[1, 2].item() == 49407
 
 
-def test_tokenizer_is_built_once():
-    assert get_tokenizer() is get_tokenizer()
-    assert get_tokenizer().vocab_size == 49408
+def test_vocabulary_size_and_special_ids():
+    tok = get_tokenizer()
+    assert (tok.vocab_size, tok.sot_id, tok.eot_id) == (49408, 49406, 49407)
+    assert tok.decode([tok.sot_id, tok.eot_id]) == "<|startoftext|><|endoftext|>"
 
 
 def test_importing_clip_does_not_read_the_vocabulary(tmp_path):

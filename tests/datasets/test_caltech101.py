@@ -30,7 +30,7 @@ def test_reader_parses_the_official_split(data_root):
     assert reader.dataset_dir == str(data_root / "caltech-101")
     assert reader.image_dir == str(data_root / "caltech-101" / "101_ObjectCategories")
     assert (len(reader.train_x), len(reader.val), len(reader.test)) == (132, 44, 66)
-    assert reader.train_x[0] == Datum(os.path.join(reader.image_dir, "Faces", "image_0001.jpg"), 0, "face", 0)
+    assert reader.train_x[0] == Datum(os.path.join(reader.image_dir, "Faces", "image_0001.jpg"), 0, "face")
     assert all(os.path.isabs(it.impath) and os.path.isfile(it.impath) for it in reader.test)
     names = {it.label: it.classname for it in reader.train_x}
     assert [names[i] for i in range(4)] == ["face", "leopard", "motorbike", "accordion"]
@@ -94,7 +94,7 @@ def test_missing_split_on_readonly_root_warns(root_without_split, monkeypatch, c
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(datasets.base, "write_json_atomic", refuse)
+    monkeypatch.setattr(datasets.base, "write_json", refuse)
     with caplog.at_level(logging.WARNING, logger="datasets.base"):
         reader = datasets.caltech101.Caltech101(make_cfg(root_without_split))
     assert len(reader.train_x) == 121 and "split_zhou_Caltech101.json" in caplog.text

@@ -89,15 +89,15 @@ def test_index_not_cached_while_folders_change(tmp_path):
 
 
 def test_index_cache_falls_back_to_split_cache_dir(imagenet_root, tmp_path, monkeypatch):
-    real_write = folder_index.write_json_atomic
+    real_write = folder_index.write_json
     dataset_dir = str(imagenet_root / "imagenet")
 
-    def read_only_root(obj, path):
+    def read_only_root(path, obj, **kwargs):
         if path.startswith(dataset_dir):
             raise PermissionError(13, "Permission denied", path)
-        real_write(obj, path)
+        real_write(path, obj, **kwargs)
 
-    monkeypatch.setattr(folder_index, "write_json_atomic", read_only_root)
+    monkeypatch.setattr(folder_index, "write_json", read_only_root)
     cache_dir = tmp_path / "caches"
     reader = datasets.imagenet.ImageNet(make_cfg(imagenet_root, "ImageNet", split_cache_dir=str(cache_dir)))
     assert (cache_dir / "imagenet" / "index_cache" / "images_train.json").is_file()

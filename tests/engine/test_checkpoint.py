@@ -72,8 +72,12 @@ def test_whole_clip_files_ignore_frozen_and_warn_unexpected(caplog):
                   "clip.weight": torch.zeros(4, 4), "module.prompt_learner.ctx": state["prompt_learner.ctx"],
                   "mystery.weight": torch.zeros(2)})
     with caplog.at_level(logging.WARNING):
-        report = load_learnable(model, state, source="full.pth")
+        report = load_learnable(model, state, source="full.pth",
+                                ignore_prefixes=("image_encoder.", "text_encoder.", "logit_scale"),
+                                ignore_suffixes=("token_prefix",))
     assert report.unexpected == ["mystery.weight"] and "mystery.weight" in caplog.text
+    # the engine knows no method's names: without the caller's list those keys are only "unexpected"
+    assert "logit_scale" in load_learnable(FakeMaPLe(), state, source="full.pth").unexpected
     assert "logit_scale" in report.ignored_frozen and "prompt_learner.token_prefix" in report.ignored_frozen
     assert torch.equal(model.prompt_learner.proj.weight.detach(), state["prompt_learner.proj.weight"])
     assert torch.equal(model.clip.weight.detach(), state["clip.weight"]) is False  # frozen: never loaded

@@ -109,15 +109,15 @@ def test_official_pickle_cache_is_never_unpickled(parity_splits, data_root, capl
 def readonly_dataset_dir(data_root, monkeypatch):
     """Make <root>/caltech-101 unwritable: chmod, plus a simulated EACCES when running as root (root ignores it)."""
     ds_dir = data_root / "caltech-101"
-    original = data_mod.write_json_atomic
+    original = data_mod.write_json
 
-    def guarded(obj, path):
+    def guarded(path, obj, **kwargs):
         if os.path.abspath(path).startswith(str(ds_dir) + os.sep):
             raise PermissionError(errno.EACCES, "Permission denied", path)
-        return original(obj, path)
+        return original(path, obj, **kwargs)
 
     if os.geteuid() == 0:
-        monkeypatch.setattr(data_mod, "write_json_atomic", guarded)
+        monkeypatch.setattr(data_mod, "write_json", guarded)
     mode = ds_dir.stat().st_mode
     ds_dir.chmod(stat.S_IRUSR | stat.S_IXUSR)
     yield ds_dir

@@ -60,20 +60,16 @@ def test_linear_warmup_then_cosine():
     assert lrs[5] == pytest.approx(0.5 * (1 + math.cos(2 * math.pi / 6)) * 0.01, rel=1e-9)
 
 
-@pytest.mark.parametrize("recount,drop_epoch", [(True, 6), (False, 4)])
-def test_warmup_recount_shifts_the_main_schedule(recount, drop_epoch):
-    # single_step 4 after 2 constant warm-up epochs: recount -> drop 4 epochs after the warm-up (epoch 6);
-    # no recount (Dassl: the successor's counter starts at WARMUP_EPOCH) -> drop at epoch 4.
+def test_main_schedule_restarts_after_the_warmup():
+    # single_step 4 after 2 constant warm-up epochs: the step comes 4 epochs after the warm-up (epoch 6)
     o = _optim_cfg(LR=1.0, LR_SCHEDULER="single_step", STEPSIZE=(4,), GAMMA=0.1, MAX_EPOCH=8, WARMUP_EPOCH=2,
-                   WARMUP_TYPE="constant", WARMUP_CONS_LR=0.5, WARMUP_RECOUNT=recount)
-    lrs = _lrs(o, 8)
-    expected = [0.5, 0.5] + [1.0] * (drop_epoch - 2) + [0.1] * (8 - drop_epoch)
-    assert lrs == pytest.approx(expected)
+                   WARMUP_TYPE="constant", WARMUP_CONS_LR=0.5)
+    assert _lrs(o, 8) == pytest.approx([0.5, 0.5, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1])
 
 
-def test_step_schedulers_without_warmup():
-    assert _lrs(_optim_cfg(LR=1.0, LR_SCHEDULER="multi_step", STEPSIZE=(2, 4), GAMMA=0.1), 6) == pytest.approx(
-        [1, 1, 0.1, 0.1, 0.01, 0.01])
+def test_step_schedule_without_warmup():
+    assert _lrs(_optim_cfg(LR=1.0, LR_SCHEDULER="single_step", STEPSIZE=(2,), GAMMA=0.1), 4) == pytest.approx(
+        [1, 1, 0.1, 0.1])
     # STEPSIZE -1: one step at MAX_EPOCH
     assert _lrs(_optim_cfg(LR=1.0, LR_SCHEDULER="single_step", STEPSIZE=(-1,), MAX_EPOCH=3), 4) == pytest.approx(
         [1, 1, 1, 0.1])
@@ -142,24 +138,9 @@ def test_optimizer_variants_and_trainable_only():
     assert sum(len(g["params"]) for g in sgd.param_groups) == 2 and sgd.param_groups[0]["nesterov"]
     adam = build_optimizer(model, _optim_cfg(NAME="adam", ADAM_BETA1=0.8, ADAM_BETA2=0.95, WEIGHT_DECAY=0.0))
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.8, 0.95)
-    assert isinstance(build_optimizer(model, _optim_cfg(NAME="adamw")), torch.optim.AdamW)
-    rms = build_optimizer(model, _optim_cfg(NAME="rmsprop", RMSPROP_ALPHA=0.9))
-    assert isinstance(rms, torch.optim.RMSprop) and rms.param_groups[0]["alpha"] == 0.9
     with pytest.raises(ValueError, match="OPTIM.NAME"):
         build_optimizer(model, _optim_cfg(NAME="lion"))
     with pytest.raises(ValueError, match="LR_SCHEDULER"):
         build_lr_scheduler(sgd, _optim_cfg(LR_SCHEDULER="poly"))
     with pytest.raises(ValueError, match="no parameter"):
         build_optimizer(nn.Linear(2, 2).requires_grad_(False), o)
-
-
-def test_staged_lr_groups():
-    model = nn.Module()
-    model.backbone, model.head = nn.Linear(2, 2), nn.Linear(2, 3)
-    o = _optim_cfg(LR=0.1, STAGED_LR=True, NEW_LAYERS=("head",), BASE_LR_MULT=0.1)
-    opt = build_optimizer(model, o)
-    base, new = opt.param_groups
-    assert base["lr"] == pytest.approx(0.01) and new["lr"] == pytest.approx(0.1)
-    assert {id(p) for p in new["params"]} == {id(p) for p in model.head.parameters()}
-    with pytest.raises(ValueError, match="NEW_LAYERS"):
-        build_optimizer(model, _optim_cfg(STAGED_LR=True, NEW_LAYERS=("neck",)))

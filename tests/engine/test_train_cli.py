@@ -25,7 +25,7 @@ def _close_run_logger():
 @pytest.fixture()
 def toy_registered(monkeypatch):
     """Register the toy trainer for one test only (other tests iterate over the registry)."""
-    monkeypatch.setitem(TRAINER_REGISTRY._obj_map, NAME, ToyTrainer)
+    monkeypatch.setitem(TRAINER_REGISTRY._classes, NAME, ToyTrainer)
     return NAME
 
 
@@ -44,7 +44,7 @@ def test_parser_has_every_official_flag():
     assert (args.root, args.output_dir, args.resume, args.seed) == ("r", "o", "x", 3)
     assert args.source_domains == ["a", "b"] and args.target_domains == ["c"] and args.transforms == ["t1", "t2"]
     assert (args.config_file, args.dataset_config_file, args.trainer, args.backbone, args.head) == (
-        "m.yaml", "d.yaml", "CoOp", "RN50", "h")
+        "m.yaml", "d.yaml", "CoOp", "RN50", ["h"])
     assert args.eval_only and args.no_train and (args.model_dir, args.load_epoch) == ("md", 5)
     assert args.opts == ["OPTIM.LR", "0.1", "DATASET.NUM_SHOTS", "16"]
     defaults = train.build_parser().parse_args([])
@@ -56,8 +56,9 @@ def test_main_trains_then_evaluates(tmp_path, toy_registered):
     trainer = train.main(_argv(out))
     assert torch.initial_seed() == 0  # --seed 0 is applied
     log = (out / "log.txt").read_text()
-    assert "Setting fixed seed: 0" in log and "** System info **" in log and "Finished training" in log
-    assert "* accuracy: " in log and log.rstrip().splitlines()[-1].startswith("Elapsed: ")
+    assert "Seeding every random generator with 0" in log and "== environment ==" in log
+    assert "Finished training" in log
+    assert "* accuracy: " in log and log.rstrip().splitlines()[-1].startswith("Time taken: ")
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["TRAINER"]["NAME"] == NAME and cfg["SEED"] == 0 and cfg["OPTIM"]["LR"] == 0.1
     assert (out / "toy" / "model.pth.tar-2").is_file() and (out / "results.json").is_file()
@@ -66,7 +67,7 @@ def test_main_trains_then_evaluates(tmp_path, toy_registered):
     train.main(_argv(out))
     rotated = list(out.glob("log.txt-*"))
     assert len(rotated) == 1 and "Finished training" in rotated[0].read_text()
-    assert "Found checkpoint" in (out / "log.txt").read_text()
+    assert "Continuing the run saved in" in (out / "log.txt").read_text()
     assert "epoch [" not in (out / "log.txt").read_text()
 
     # Eval-only: loads the given epoch and tests, no training.
@@ -75,7 +76,7 @@ def test_main_trains_then_evaluates(tmp_path, toy_registered):
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, evaluated.model.state_dict()[k]), k
     assert (ev_out / "results.json").is_file() and not (ev_out / "tensorboard").exists()
-    assert "Load " in (ev_out / "log.txt").read_text()
+    assert "Weights of toy read from" in (ev_out / "log.txt").read_text()
 
 
 def test_no_train_and_negative_seed(tmp_path, toy_registered):

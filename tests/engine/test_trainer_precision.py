@@ -19,17 +19,6 @@ def _model():
     return m
 
 
-@pytest.mark.parametrize("mode,frozen", [("fp32", torch.float32), ("fp16", torch.float16),
-                                         ("bf16", torch.bfloat16), ("amp", torch.float32)])
-def test_cast_frozen_keeps_learnables_fp32(mode, frozen):
-    m = _model()
-    learn = m[1].weight
-    Precision(mode).cast_frozen(m)
-    assert m[0].weight.dtype == frozen and m.token_prefix.dtype == frozen
-    assert m.ids.dtype == torch.int64  # integer buffers untouched
-    assert m[1].weight is learn and learn.dtype == torch.float32
-
-
 def test_autocast_modes_on_cpu(caplog):
     a, b = torch.randn(4, 4), torch.randn(4, 4)
     with Precision("fp32").autocast():
@@ -47,15 +36,16 @@ def test_autocast_modes_on_cpu(caplog):
         Precision("fp64")
 
 
-def test_backward_and_step_updates_fp32_master_weights():
+def test_step_updates_fp32_learnable_weights_under_bf16():
     m = _model()
+    m[0].to(torch.bfloat16)  # the frozen part in low precision, as cast_model leaves CLIP
     prec = Precision("bf16")
-    prec.cast_frozen(m)
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
     before = m[1].weight.detach().clone()
     with prec.autocast():
         loss = m(torch.randn(5, 4, dtype=torch.bfloat16)).float().pow(2).mean()
-    prec.backward_and_step(loss, [opt])
+    prec.backward(loss)
+    prec.step([opt])
     assert m[1].weight.dtype == torch.float32 and not torch.equal(before, m[1].weight)
     assert m[0].weight.grad is None
 

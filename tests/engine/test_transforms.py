@@ -55,9 +55,8 @@ def _types(tfm):
 
 
 def test_train_order_is_fixed_whatever_the_list_order():
-    names = ["normalize", "gaussian_blur", "randomgrayscale", "colorjitter", "random_flip", "random_resized_crop"]
-    expected = ["RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter", "RandomGrayscale", "RandomApply",
-                "ToTensor", "Normalize"]
+    names = ["normalize", "random_flip", "center_crop", "random_resized_crop"]
+    expected = ["RandomResizedCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
     cfg = clip_cfg(transforms=tuple(names))
     assert _types(build_transform(cfg, is_train=True)) == expected
     assert _types(build_transform(cfg, is_train=True, choices=list(reversed(names)))) == expected
@@ -65,15 +64,12 @@ def test_train_order_is_fixed_whatever_the_list_order():
     assert rrc.scale == (0.08, 1.0) and rrc.size == (32, 32) and rrc.interpolation == T.InterpolationMode.BICUBIC
 
 
-def test_train_resize_only_without_random_crops_and_random_crop_padding():
+def test_train_resizes_without_a_random_crop():
     cfg = clip_cfg(transforms=("random_flip", "center_crop"))
-    assert _types(build_transform(cfg, is_train=True)) == ["Resize", "RandomHorizontalFlip", "ToTensor"]
-    cfg = clip_cfg(transforms=("random_crop", "normalize"))
     tfm = build_transform(cfg, is_train=True)
-    assert _types(tfm) == ["RandomCrop", "ToTensor", "Normalize"] and tfm.transforms[0].padding == 4
-    torch.manual_seed(0)
-    out = tfm(Image.new("RGB", (50, 40)))
-    assert out.shape == (3, 32, 32)
+    assert _types(tfm) == ["Resize", "RandomHorizontalFlip", "ToTensor"]
+    assert tfm(Image.new("RGB", (50, 40))).shape == (3, 32, 32)
+    assert _types(build_transform(clip_cfg(transforms=()), is_train=True)) == ["Resize", "ToTensor"]
 
 
 def test_random_resized_crop_output_and_determinism_under_torch_seed():
@@ -86,18 +82,12 @@ def test_random_resized_crop_output_and_determinism_under_torch_seed():
 
 
 def test_unknown_names_raise_value_error_listing_supported():
-    with pytest.raises(ValueError) as err:
-        build_transform(clip_cfg(transforms=("random_flip", "randaugment_v9")), is_train=True)
-    assert "randaugment_v9" in str(err.value)
-    assert all(name in str(err.value) for name in SUPPORTED_TRANSFORMS)
+    for name in ("randaugment_v9", "colorjitter"):  # colorjitter: a Dassl augmentation no config here uses
+        with pytest.raises(ValueError) as err:
+            build_transform(clip_cfg(transforms=("random_flip", name)), is_train=True)
+        assert name in str(err.value)
+        assert all(supported in str(err.value) for supported in SUPPORTED_TRANSFORMS)
     cfg = clip_cfg()
     cfg.INPUT.INTERPOLATION = "lanczos"
     with pytest.raises(ValueError, match="bicubic"):
         build_transform(cfg, is_train=False)
-
-
-def test_no_transform_only_converts_to_tensor():
-    cfg = clip_cfg()
-    cfg.INPUT.NO_TRANSFORM = True
-    out = build_transform(cfg, is_train=True)(Image.new("RGB", (5, 7), (255, 255, 255)))
-    assert out.shape == (3, 7, 5) and torch.all(out == 1.0)
