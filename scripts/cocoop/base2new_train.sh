@@ -1,6 +1,1 @@
-#!/usr/bin/env bash
-# CoCoOp: base-to-novel, phase 1: train on the base classes (16 shots), test on them.
-# usage: DATA=/path/to/datasets bash scripts/cocoop/base2new_train.sh DATASET SEED
-#   e.g. ... imagenet 1   (protocol, outputs and environment: scripts/_protocols.sh)
-source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-run_protocol cocoop base2new_train "$@"
+../run.sh

@@ -1,6 +1,1 @@
-#!/usr/bin/env bash
-# MaPLe: base-to-novel, phase 2: test the base2new_train model on the new classes.
-# usage: DATA=/path/to/datasets bash scripts/maple/base2new_test.sh DATASET SEED
-#   e.g. ... imagenet 1   (protocol, outputs and environment: scripts/_protocols.sh)
-source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-run_protocol maple base2new_test "$@"
+../run.sh

@@ -1,6 +1,1 @@
-#!/usr/bin/env bash
-# MaPLe: cross-dataset + DG: test the ImageNet model on DATASET.
-# usage: DATA=/path/to/datasets bash scripts/maple/xd_test.sh DATASET SEED
-#   e.g. ... imagenet_sketch 1   (protocol, outputs and environment: scripts/_protocols.sh)
-source "$(dirname "${BASH_SOURCE[0]}")/../_protocols.sh"
-run_protocol maple xd_test "$@"
+../run.sh

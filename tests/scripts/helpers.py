@@ -5,6 +5,7 @@ import os
 import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +25,8 @@ def run(script: str, *args: str, env: dict[str, str] | None = None, data: str | 
     if out_root is not None:
         full_env["OUTPUT_ROOT"] = str(out_root)
     full_env.update(env or {})
+    # scripts/run.sh starts the runner with `python`: make that the interpreter running the tests (not a slow shim)
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     # Run from elsewhere: the scripts must cd to the repository root themselves.
     return subprocess.run(["bash", str(REPO / "scripts" / script), *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=60)

@@ -1,18 +1,20 @@
 """Every method's scripts really run on a toy dataset with a tiny random CLIP: base-to-novel train + test on the
-new classes, cross-dataset train + test, and the tables tool over the resulting output tree."""
-from __future__ import annotations
+new classes, cross-dataset train + test, and the tables tool over the resulting output tree.
 
-import sys
+The jobs run through the scripts' own runner (tools/protocols.py: argument checks, job list, skip/resume) with
+train.py called in this process instead of one Python start-up per job (~5 s each); that the same commands come
+out of the shell scripts is asserted step by step against their DRY_RUN output, and test_run_scripts.py runs the
+whole chain (bash -> runner -> python train.py) for real.
+"""
+from __future__ import annotations
 
 import pytest
 
-from tests.scripts.helpers import run
+from tests.scripts.helpers import REPO, commands, run
 
-# scripts folder (+ variant argument) -> registered trainer. The other MuDPT variants share every line of the
-# script path with "mudpt:UMuDPT" (their command lines are checked by test_protocols.py; their trainers by
-# tests/trainers); each real run costs a Python start-up (~5 s), so one variant runs here.
+# scripts folder (+ variant argument) -> registered trainer
 METHODS = {"coop": "CoOp", "cocoop": "CoCoOp", "maple": "MaPLe", "vpt": "VPT", "ivlp": "IVLP",
-           "language": "IVLP", "mudpt:UMuDPT": "UMuDPT"}
+           "language": "IVLP", "mudpt": "MuDPT", "mudpt:UMuDPT": "UMuDPT", "mudpt:UUMuDPT": "UUMuDPT"}
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +26,45 @@ def toy_data(tmp_path_factory):
     return root
 
 
+@pytest.fixture()
+def in_process(monkeypatch):
+    """A launcher for tools.protocols.run_jobs that runs ``python train.py ARGS`` as ``train.main(ARGS)``."""
+    import train
+    from engine.logging import close_logger
+
+    monkeypatch.chdir(REPO)  # where the runner starts its subprocesses
+    launched = []
+
+    def launch(command):
+        assert command[:2] == ["python", "train.py"], command
+        launched.append(command)
+        train.main(command[2:])
+        return 0
+
+    yield launch, launched
+    close_logger()
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_protocol_scripts_run_end_to_end(method, toy_data, tmp_path, tiny_clip_path):
+def test_protocol_scripts_run_end_to_end(method, toy_data, tmp_path, tiny_clip_path, in_process):
+    from tools import protocols
     from tools.make_tables import collect
 
+    launch, launched = in_process
     folder, _, variant = method.partition(":")
     extra = (variant,) if variant else ()
     opts = (f"MODEL.BACKBONE.PATH {tiny_clip_path} INPUT.SIZE (32,32) DATALOADER.NUM_WORKERS 0 USE_CUDA False "
             "OPTIM.MAX_EPOCH 1 DATALOADER.TRAIN_X.BATCH_SIZE 2 DATALOADER.TEST.BATCH_SIZE 8 TRAIN.PRINT_FREQ 100")
-    env = {"PYTHON": sys.executable, "EXTRA_OPTS": opts, "SHOTS": "2", "LOADEP": "1"}
     out = tmp_path / "out"
+    env = {"EXTRA_OPTS": opts, "SHOTS": "2", "LOADEP": "1", "SRC_DATASET": "caltech101"}
     steps = [("base2new_train.sh", "caltech101", "1"), ("base2new_test.sh", "caltech101", "1"),
              ("xd_train.sh", "caltech101", "1"), ("xd_test.sh", "caltech101", "1")]
     for script, *args in steps:
-        proc = run(f"{folder}/{script}", *args, *extra, data=str(toy_data), dry=False, out_root=out,
-                   env={**env, "SRC_DATASET": "caltech101"})
-        assert proc.returncode == 0, f"{folder}/{script}: {proc.stderr[-3000:]}"
+        before = len(launched)
+        dry = commands(run(f"{folder}/{script}", *args, *extra, data=str(toy_data), out_root=out, env=env))
+        status = protocols.main([f"scripts/{folder}/{script}", *args, *extra], launch=launch,
+                                env={**env, "DATA": str(toy_data), "OUTPUT_ROOT": str(out)})
+        assert status == 0 and launched[before:] == dry and len(dry) == 1, (script, dry, launched)
     results = sorted(out.rglob("results.json"))
     assert len(results) == 4, results
     trainer = METHODS[method]

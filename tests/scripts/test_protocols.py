@@ -1,7 +1,7 @@
 """scripts/<method>/*.sh: every wrapper of every method prints the official command line and output folder.
 
 The expected values are written out by hand (trainer, config and last epoch per method and protocol, as the
-official MaPLe / CoCoOp scripts have them), so a change in scripts/_protocols.sh cannot silently move a tree.
+official MaPLe / CoCoOp scripts have them), so a change in tools/protocols.py cannot silently move a tree.
 """
 from __future__ import annotations
 
@@ -33,11 +33,15 @@ def _head(trainer: str, dataset: str, seed: str, cfg: str) -> list[str]:
             "--config-file", f"configs/trainers/{trainer}/{cfg}.yaml"]
 
 
-def test_every_method_has_every_protocol_and_configs_exist():
+def test_every_script_is_a_link_to_the_one_runner_and_configs_exist():
+    scripts = REPO / "scripts"
+    links = {str(p.relative_to(scripts)) for p in scripts.rglob("*.sh") if p.is_symlink()}
+    assert links == {f"{m}/{p}.sh" for m in METHODS for p in PROTOCOLS} | {
+        "coop/main.sh", "coop/eval.sh", "zsclip/zeroshot.sh", "run_all.sh"}
+    assert {(scripts / link).resolve() for link in links} == {scripts / "run.sh"}
+    assert sorted(p.name for p in scripts.rglob("*") if p.is_file() and not p.is_symlink()) == [
+        "quickstart.sh", "run.sh"]
     for method, (trainer, b2n, _, xd, _, few) in METHODS.items():
-        for protocol in PROTOCOLS:
-            text = (REPO / "scripts" / method / f"{protocol}.sh").read_text()
-            assert f"run_protocol {method} {protocol} " in text and len(text.splitlines()) <= 8
         for cfg in {b2n, xd, few or "vit_b16_ep50"}:
             assert (REPO / "configs" / "trainers" / trainer / f"{cfg}.yaml").is_file(), (trainer, cfg)
 
@@ -125,10 +129,38 @@ def test_overrides_cfg_shots_loadep_and_src(tmp_path):
     ("maple/reproduce.sh", ["dtd", "1"], "DATASET SEED WEIGHTSPATH"),
     ("vpt/few_shot.sh", ["dtd", "1", "four"], "SHOTS must be positive integers"),
     ("cocoop/xd_test.sh", ["imagenet_b", "1"], "configs/datasets/imagenet_b.yaml"),
+    ("maple/base2new_test.sh", ["dtd", "1", "2"], "/maple/base2new_test.sh DATASET SEED\n"),
+    ("mudpt/xd_test.sh", ["dtd", "1", "XMuDPT"], "DATASET SEED [MuDPT|UMuDPT|UUMuDPT]"),
+    ("run_all.sh", ["zsclip", "base2new"],
+     "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt)\n"),
+    ("run_all.sh", ["maple", "cross"], "unknown protocol 'cross' (choices: base2new xd dg few_shot)"),
+    ("run_all.sh", ["maple"], "/run_all.sh METHOD PROTOCOL\n"),
+    ("run.sh", ["zsclip", "base2new_train", "dtd", "1"],
+     "unknown protocol 'base2new_train' for method 'zsclip' (choices: zeroshot)"),
+    ("run.sh", ["clip", "zeroshot", "dtd", "vit_b16"], "unknown method 'clip' (choices: coop cocoop"),
 ])
 def test_bad_arguments(tmp_path, script, args, message):
     proc = run(script, *args, out_root=tmp_path)
     assert proc.returncode != 0 and message in proc.stderr and proc.stdout == ""
+
+
+def test_run_sh_names_method_and_protocol_in_its_arguments(tmp_path):
+    link = commands(run("mudpt/few_shot.sh", "dtd", "1", "4", "UMuDPT", out_root=tmp_path))
+    assert commands(run("run.sh", "mudpt", "few_shot", "dtd", "1", "4", "UMuDPT", out_root=tmp_path)) == link
+    assert len(link) == 1 and "UMuDPT" in link[0]
+
+
+def test_jobs_are_data_and_evaluations_name_the_model_they_need(tmp_path):
+    from tools.protocols import Job, plan
+
+    grid = {"SEEDS": "1 2", "DATASETS": "dtd eurosat"}
+    jobs = plan("scripts/run_all.sh", ["maple", "base2new"], {**grid, "DATA": "/d", "OUTPUT_ROOT": str(tmp_path)})
+    assert [type(j) for j in jobs] == [Job] * 8
+    for train, test in zip(jobs[::2], jobs[1::2]):
+        assert not train.needs and test.needs == train.out and "/test_new/" in test.out
+        assert train.argv[train.argv.index("--output-dir") + 1] == train.out
+    dry = commands(run("run_all.sh", "maple", "base2new", data="/d", out_root=tmp_path, env=grid))
+    assert dry == [["python", "train.py", *j.argv] for j in jobs]
 
 
 def test_cfg_override_must_exist(tmp_path):

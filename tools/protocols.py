@@ -1,0 +1,301 @@
+"""The runner behind scripts/: which train.py jobs a script call means, and running them.
+
+Every ``scripts/<method>/<protocol>.sh`` (coop/main.sh, coop/eval.sh, zsclip/zeroshot.sh, run_all.sh too) links to
+scripts/run.sh, which calls ``python tools/protocols.py <path it was called as> ARGS...``: the folder names the
+method, the file the protocol (``bash scripts/run.sh METHOD PROTOCOL ARGS...`` names both). :func:`plan` lists
+the jobs as data, ``Job(out, argv, needs)``; :func:`run_jobs` runs each as ``$PYTHON train.py ARGV`` in the
+repository root, skipping finished ones (another runner, e.g. over several GPUs, can take the same list). The
+environment variables are listed in the README ("Real experiments"); coop/eval.sh also reads NCTX, CSC and CTP.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Mapping, NamedTuple, Optional, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+# Method (or MuDPT variant) -> trainer, then the config of base-to-novel, cross-dataset and few-shot runs. The
+# few-shot files of MaPLe/VPT/IVLP are ours (the official repositories ship none). CoOp: ImageNet trains 50
+# epochs and few-shot follows its paper's schedule (Protocols.cfg). MuDPT: the authors' scripts (their
+# cross-dataset run names the N_CTX 2, 5-epoch file); UUMuDPT has no official config and takes MuDPT's.
+METHODS = {
+    "coop": ("CoOp", "vit_b16_ctxv1", "vit_b16_ctxv1", ""),
+    "cocoop": ("CoCoOp", *["vit_b16_c4_ep10_batch1_ctxv1"] * 3),
+    "maple": ("MaPLe", "vit_b16_c2_ep5_batch4_2ctx", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets",
+              "vit_b16_c2_ep50_batch4_2ctx_few_shot"),
+    "vpt": ("VPT", *["vit_b16_c2_ep5_batch4_4"] * 2, "vit_b16_c2_ep5_batch4_4_few_shot"),
+    "ivlp": ("IVLP", *["vit_b16_c2_ep5_batch4_2+2ctx"] * 2, "vit_b16_c2_ep5_batch4_2+2ctx_few_shot"),
+    "language": ("IVLP", *["vit_b16_c2_ep5_batch4_4ctx_language_only"] * 2,
+                 "vit_b16_c2_ep5_batch4_4ctx_language_only_few_shot"),
+    "MuDPT": ("MuDPT", "vit_b16_bz4_ep10_nctx4_depth9", "vit_b16_bz4_ep5_nctx2_depth9",
+              "vit_b16_bz4_ep10_nctx4_depth9"),
+    "UMuDPT": ("UMuDPT", *["vit_b16_bz4_ep5_nctx2_depth9"] * 3),
+    "UUMuDPT": ("UUMuDPT", *["vit_b16_bz4_ep10_nctx4_depth9"] * 3),
+    "zsclip": ("ZeroshotCLIP",),  # its CFG names a CoOp config (the backbone)
+}
+VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
+PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "[DATASET] SEED",
+             "xd_test": "DATASET SEED", "reproduce": "DATASET SEED WEIGHTSPATH",
+             "reproduce_xd": "DATASET SEED WEIGHTSPATH", "few_shot": "DATASET SEED [SHOTS...]"}
+# scripts/ folder -> its scripts and their arguments (the official ones)
+SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
+           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt")},
+           "zsclip": {"zeroshot": "DATASET CFG"}}
+ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
+          "ucf101").split()
+# run_all.sh PROTOCOL -> the scripts run per dataset and seed, the datasets, whether the ImageNet model comes first
+GRIDS = {"base2new": (("base2new_train", "base2new_test"), ELEVEN, False), "xd": (("xd_test",), ELEVEN[1:], True),
+         "dg": (("xd_test",), ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"], True),
+         "few_shot": (("few_shot",), ELEVEN, False)}
+
+
+class Job(NamedTuple):
+    out: str  # output folder; relative paths start at the repository root
+    argv: list  # train.py's arguments
+    needs: str = ""  # the model folder the job loads: it must exist when the job starts
+
+
+class ScriptError(Exception):
+    """Bad input: ``ScriptError(message[, exit status])``; the message says what, where and the fix."""
+
+
+def config_file(folder: str, name: str) -> str:
+    """configs/<folder>/<name>.yaml, which must exist (else an error listing the files that do)."""
+    path = f"configs/{folder}/{name}.yaml"
+    if not (REPO / path).is_file():
+        names = " ".join(sorted(p.stem for p in (REPO / "configs" / folder).glob("*.yaml"))) or "none"
+        raise ScriptError(f"config file not found: {path} (available in configs/{folder}/: {names})")
+    return path
+
+
+def extra_opts(env: Mapping[str, str]) -> list:
+    """EXTRA_OPTS split as the shell would, checked to be KEY VALUE pairs."""
+    try:
+        words = shlex.split(env.get("EXTRA_OPTS", ""))
+    except ValueError:
+        raise ScriptError(f"EXTRA_OPTS could not be split (unbalanced quotes?): {env['EXTRA_OPTS']}") from None
+    if len(words) % 2:
+        raise ScriptError(f"EXTRA_OPTS must hold KEY VALUE pairs, got {len(words)} words: {env['EXTRA_OPTS']}")
+    return words
+
+
+def last_epoch(cfg_path: str, env: Mapping[str, str]) -> str:
+    """The epoch a test loads: LOADEP, else OPTIM.MAX_EPOCH from EXTRA_OPTS (the last wins), else the config's."""
+    opts = extra_opts(env)
+    epochs = [v for k, v in zip(opts[::2], opts[1::2]) if k == "OPTIM.MAX_EPOCH"]
+    epochs = epochs or re.findall(r"(?m)^\s*MAX_EPOCH:\s*(\d+)", (REPO / cfg_path).read_text())
+    if not (env.get("LOADEP") or epochs):
+        raise ScriptError(f"no OPTIM.MAX_EPOCH in {cfg_path}: set LOADEP")
+    return env.get("LOADEP") or epochs[-1]
+
+
+class Protocols:
+    """The jobs of one method; one method of this class per script, named as the script."""
+
+    def __init__(self, method: str, env: Mapping[str, str], data: str):
+        self.method, self.env, self.data = method, env, data
+        self.root, self.shots = env.get("OUTPUT_ROOT") or "output", env.get("SHOTS") or "16"
+        self.seeds = (env.get("SEEDS") or "1 2 3").split()
+        variant = (env.get("VARIANT") or "MuDPT") if method == "mudpt" else method
+        if method == "mudpt" and variant not in VARIANTS:
+            raise ScriptError(f"unknown MuDPT variant '{variant}' (known: {' '.join(VARIANTS)})")
+        self.trainer, *self.cfgs = METHODS[variant]
+
+    def cfg(self, kind: int, dataset: str, shots: str = "16") -> str:
+        """CFG, else the method's config for kind 0 (base-to-novel), 1 (cross-dataset) or 2 (few-shot)."""
+        if self.env.get("CFG") or self.method != "coop":
+            return self.env.get("CFG") or self.cfgs[kind]
+        if dataset == "imagenet":  # CoOp trains 50 epochs on ImageNet in every protocol
+            return "vit_b16_ep50" + ("_ctxv1" if kind < 2 else "")
+        if kind < 2:
+            return self.cfgs[kind]
+        # CoOp's few-shot schedule (its COOP.md): 1 shot 50 epochs, 2-4 shots 100, 8-16 shots 200
+        return "vit_b16_ep50" if int(shots) <= 1 else "vit_b16_ep100" if int(shots) <= 4 else "vit_b16"
+
+    def job(self, out: str, dataset: str, seed: Optional[str], cfg_file: str, *flags: str, opts=()) -> Job:
+        argv = ["--root", self.data, *(["--seed", seed] if seed else []), "--trainer", self.trainer,
+                "--dataset-config-file", config_file("datasets", dataset), "--config-file", cfg_file, *flags,
+                "--output-dir", out, *opts, *extra_opts(self.env)]
+        return Job(out, argv, flags[1] if flags[:1] == ("--model-dir",) else "")
+
+    def tfile(self, cfg: str) -> str:  # the method's config file
+        return config_file(f"trainers/{self.trainer}", cfg)
+
+    def evaluate(self, model_dir: str, cfg_file: str, epoch: str = "") -> tuple:
+        return "--model-dir", model_dir, "--load-epoch", epoch or last_epoch(cfg_file, self.env), "--eval-only"
+
+    def b2n_dir(self, phase: str, dataset: str, cfg: str, seed: str) -> str:
+        return f"{self.root}/base2new/{phase}/{dataset}/shots_{self.shots}/{self.trainer}/{cfg}/seed{seed}"
+
+    def xd_dir(self, dataset: str, cfg: str, shots: str, seed: str) -> str:
+        return f"{self.root}/{dataset}/{self.trainer}/{cfg}_{shots}shots/seed{seed}"
+
+    def base2new_train(self, dataset: str, seed: str) -> list:
+        cfg = self.cfg(0, dataset)
+        return [self.job(self.b2n_dir("train_base", dataset, cfg, seed), dataset, seed, self.tfile(cfg),
+                         opts=("DATASET.NUM_SHOTS", self.shots, "DATASET.SUBSAMPLE_CLASSES", "base"))]
+
+    def base2new_test(self, dataset: str, seed: str, weights: str = "") -> list:
+        cfg = self.cfg(0, dataset)
+        model = f"{weights.rstrip('/')}/base/seed{seed}" if weights else self.b2n_dir("train_base", dataset, cfg, seed)
+        flags = self.evaluate(model, self.tfile(cfg))
+        return [self.job(self.b2n_dir(f"test_{sub}", dataset, cfg, seed), dataset, seed, self.tfile(cfg), *flags,
+                         opts=("DATASET.NUM_SHOTS", self.shots, "DATASET.SUBSAMPLE_CLASSES", sub))
+                for sub in (["base", "new"] if weights else [self.env.get("SUB") or "new"])]
+
+    def reproduce(self, dataset: str, seed: str, weights: str) -> list:
+        return self.base2new_test(dataset, seed, weights)
+
+    def xd_train(self, *args: str) -> list:
+        dataset, seed = args if len(args) == 2 else ("imagenet", *args)  # CoCoOp's xd_train.sh takes SEED alone
+        cfg = self.cfg(1, dataset)
+        return [self.job(self.xd_dir(dataset, cfg, self.shots, seed), dataset, seed, self.tfile(cfg),
+                         opts=("DATASET.NUM_SHOTS", self.shots))]
+
+    def xd_test(self, dataset: str, seed: str, weights: str = "") -> list:
+        src = self.env.get("SRC_DATASET") or "imagenet"
+        cfg = self.cfg(1, src)
+        model = f"{weights.rstrip('/')}/seed{seed}" if weights else self.xd_dir(src, cfg, self.shots, seed)
+        out = f"{self.root}/evaluation/{self.trainer}/{cfg}_{self.shots}shots/{dataset}/seed{seed}"
+        return [self.job(out, dataset, seed, self.tfile(cfg), *self.evaluate(model, self.tfile(cfg)))]
+
+    def reproduce_xd(self, dataset: str, seed: str, weights: str) -> list:
+        return self.xd_test(dataset, seed, weights)
+
+    def few_shot(self, dataset: str, seed: str, *shots: str) -> list:
+        shots = shots or (self.env.get("SHOTS_LIST") or "1 2 4 8 16").split()
+        bad = [k for k in shots if not re.fullmatch(r"[1-9][0-9]*", k)]
+        if bad:
+            raise ScriptError(f"SHOTS must be positive integers, got '{bad[0]}'")
+        return [self.job(self.xd_dir(dataset, self.cfg(2, dataset, k), k, seed), dataset, seed,
+                         self.tfile(self.cfg(2, dataset, k)), opts=("DATASET.NUM_SHOTS", k)) for k in shots]
+
+    def main(self, dataset: str, cfg: str, ctp: str, nctx: str, shots: str, csc: str) -> list:
+        """The official coop/main.sh: few-shot CoOp with the given config, context and shots, for SEEDS."""
+        setting, opts = _coop_setting(cfg, shots, nctx, csc, ctp)
+        return [self.job(f"{self.root}/{dataset}/CoOp/{setting}/seed{seed}", dataset, seed, self.tfile(cfg),
+                         opts=(*opts, "DATASET.NUM_SHOTS", shots)) for seed in self.seeds]
+
+    def eval(self, dataset: str, cfg: str) -> list:
+        """The official coop/eval.sh: main.sh's models on SRC_DATASET evaluated on DATASET, for SEEDS."""
+        e = self.env
+        setting, opts = _coop_setting(cfg, self.shots, e.get("NCTX") or "16", e.get("CSC") or "False",
+                                      e.get("CTP") or "end")
+        model = f"{self.root}/{e.get('SRC_DATASET') or 'imagenet'}/CoOp/{setting}"
+        return [self.job(f"{self.root}/evaluation/CoOp/{setting}/{dataset}/seed{seed}", dataset, seed,
+                         self.tfile(cfg), *self.evaluate(f"{model}/seed{seed}", "", e.get("LOADEP") or "50"),
+                         opts=opts) for seed in self.seeds]
+
+    def zeroshot(self, dataset: str, cfg: str) -> list:
+        """The official zsclip/zeroshot.sh: CLIP with hand-written prompts; the CoOp configs give the backbone."""
+        out = f"{self.root}/ZeroshotCLIP/{cfg}/{dataset}"
+        return [self.job(out, dataset, None, config_file("trainers/CoOp", cfg), "--eval-only")]
+
+
+def _coop_setting(cfg: str, shots: str, nctx: str, csc: str, ctp: str) -> tuple:
+    """The folder of an official coop/main.sh run below <dataset>/CoOp/, and the options it sets."""
+    opts = ("TRAINER.COOP.N_CTX", nctx, "TRAINER.COOP.CSC", csc, "TRAINER.COOP.CLASS_TOKEN_POSITION", ctp)
+    return f"{cfg}_{shots}shots/nctx{nctx}_csc{csc}_ctp{ctp}", opts
+
+
+def _check_args(script: str, usage: str, args: Sequence[str], note: str = "") -> None:
+    words = usage.split()
+    low, high = sum(not w.startswith("[") for w in words), 99 if "..." in usage else len(words)
+    if not low <= len(args) <= high:
+        raise ScriptError(f"usage: {script} {usage}{note}", 2)
+
+
+def _choice(script: str, what: str, name: str, choices, context: str = "") -> None:
+    if name not in choices:
+        raise ScriptError(f"{script}: unknown {what} '{name}'{context} (choices: {' '.join(choices)})", 2)
+
+
+def plan(script: str, args: Sequence[str], env: Mapping[str, str]) -> list:
+    """The jobs of ``bash SCRIPT ARGS...``, validated (arguments, DATA, config files) before anything runs."""
+    folder, name, args = Path(script).parent.name, Path(script).stem, list(args)
+    if name == "run_all":
+        _check_args(script, "METHOD PROTOCOL", args)
+        (folder, grid), args = args, []
+        _choice(script, "method", folder, [m for m in SCRIPTS if m != "zsclip"])
+        _choice(script, "protocol", grid, GRIDS)
+    else:
+        if name == "run":  # scripts/run.sh METHOD PROTOCOL ARGS...
+            _check_args(script, "METHOD PROTOCOL [ARGS...]", args)
+            folder, name, args = args[0], args[1], args[2:]
+        _choice(script, "method", folder, SCRIPTS)
+        _choice(script, "protocol", name, SCRIPTS[folder], f" for method '{folder}'")
+        if folder == "mudpt" and args and args[-1] in VARIANTS:
+            env = {**env, "VARIANT": args.pop()}
+        _check_args(script, SCRIPTS[folder][name], args, " [MuDPT|UMuDPT|UUMuDPT]" * (folder == "mudpt"))
+    if not env.get("DATA"):
+        raise ScriptError("the environment variable DATA is not set: it must name the folder holding the datasets, "
+                          f"e.g. DATA=/path/to/datasets bash {script} ...")
+    protocols = Protocols(folder, env, os.path.join(os.getcwd(), env["DATA"]))
+    if name != "run_all":
+        return getattr(protocols, name)(*args)
+    steps, datasets, imagenet_first = GRIDS[grid]
+    jobs = []
+    for seed in protocols.seeds:
+        if imagenet_first:
+            jobs += protocols.xd_train(env.get("SRC_DATASET") or "imagenet", seed)
+        for dataset in (env.get("DATASETS") or "").split() or datasets:
+            jobs += [job for step in steps for job in getattr(protocols, step)(dataset, seed)]
+    return jobs
+
+
+def is_finished(out: str) -> bool:
+    """The run wrote its final results.json (under TEST.FINAL_MODEL best_val one of the *val* split comes first)."""
+    results = REPO / out / "results.json"
+    return results.is_file() and not re.search(r'"split"\s*:\s*"val"', results.read_text())
+
+
+def run_jobs(jobs: Sequence[Job], env: Mapping[str, str], launch: Optional[Callable[[list], int]] = None) -> int:
+    """Run each job as ``$PYTHON train.py ARGV`` (``launch(command)``, default a subprocess in the repository
+    root), skipping finished ones; under DRY_RUN=1 print the commands instead. Stops at the first failure."""
+    dry = env.get("DRY_RUN") == "1"
+    for job in jobs:
+        if job.needs and not dry and not (REPO / job.needs).is_dir():
+            raise ScriptError(f"model directory not found: {job.needs} (train the model first)")
+        if is_finished(job.out):
+            print(f"Results exist in {job.out}/results.json: skip this job (delete the folder to run it again)",
+                  file=sys.stderr)
+            continue
+        command = [*(env.get("PYTHON") or "python").split(), "train.py", *job.argv]
+        if dry:
+            print(shlex.join(command), flush=True)
+            continue
+        resume = (REPO / job.out).is_dir()
+        print(f"Resume the unfinished job in {job.out}" if resume else
+              f"Run this job and save the output to {job.out}", file=sys.stderr)
+        try:
+            status = (launch or (lambda cmd: subprocess.run(cmd, cwd=REPO).returncode))(command)
+        except OSError as err:
+            raise ScriptError(f"cannot start {command[0]} ({err.strerror}): set PYTHON to a Python interpreter")
+        if status:
+            print(f"ERROR: train.py stopped with exit status {status} in {job.out}; the jobs after it did not run",
+                  file=sys.stderr)
+            return status
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None,
+         launch: Optional[Callable[[list], int]] = None) -> int:
+    """``main([script path as called, *args])``; returns the exit status (errors: one line on stderr)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    env = os.environ if env is None else env
+    try:
+        return run_jobs(plan(argv[0] if argv else "scripts/run.sh", argv[1:], env), env, launch)
+    except ScriptError as err:
+        message, status = (*err.args, 1)[:2]
+        print(message if message.startswith("usage:") else f"ERROR: {message}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:  # Ctrl-C reaches train.py too: stop without a traceback of the runner
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
