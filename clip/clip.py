@@ -87,7 +87,8 @@ def tokenize(texts: Union[str, List[str]], context_length: int = 77, truncate: b
         ids = [tokenizer.sot_id, *tokenizer.encode(text), tokenizer.eot_id]
         if len(ids) > context_length:
             if not truncate:
-                raise RuntimeError(f"Input {text} is too long for context length {context_length}")
+                raise RuntimeError(f"{text!r} is {len(ids)} tokens with start and end markers, more than the "
+                                   f"context length {context_length}; shorten it or pass truncate=True")
             ids = ids[:context_length - 1] + [tokenizer.eot_id]
         result[row, :len(ids)] = torch.tensor(ids, dtype=torch.int32)
     return result

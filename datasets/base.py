@@ -23,14 +23,15 @@ Splits = Tuple[List[Datum], List[Datum], List[Datum]]
 # and any other missing image fails when the loader opens it (engine.data.load_rgb_image names the file).
 SPOT_CHECK_ITEMS = 3
 
-__all__ = ["Datum", "DatasetReader", "read_split", "write_split", "split_folder_per_class", "visible_entries"]
+__all__ = ["Datum", "DatasetReader", "read_split", "write_split", "split_per_class", "split_folder_per_class",
+           "visible_entries"]
 
 
 def read_split(path: str, image_dir: str) -> Splits:
     """Read an official split JSON ``{"train", "val", "test": [[impath rel. to image_dir, label, classname]]}``."""
     with open(path) as f:
         split = json.load(f)
-    logger.info("Reading split from %s", path)
+    logger.info("Split file: %s", path)
     return tuple(records_to_items(split[key], image_dir) for key in ("train", "val", "test"))  # type: ignore
 
 
@@ -40,7 +41,7 @@ def write_split(train: Sequence[Datum], val: Sequence[Datum], test: Sequence[Dat
     split = {key: items_to_records(items, image_dir) for key, items in (("train", train), ("val", val),
                                                                         ("test", test))}
     write_json(path, split)
-    logger.info("Saved split to %s", path)
+    logger.info("Wrote the split file %s", path)
 
 
 def visible_entries(path: str) -> List[str]:
@@ -48,34 +49,40 @@ def visible_entries(path: str) -> List[str]:
     return [name for name in os.listdir(path) if not name.startswith(".")]
 
 
-def split_folder_per_class(image_dir: str, rng: random.Random, p_trn: float = 0.5, p_val: float = 0.2,
-                           ignored: Sequence[str] = (), new_cnames: Optional[Dict[str, str]] = None) -> Splits:
-    """Split an ``image_dir/<class>/<image>`` layout per class into train/val/test, as the official code does.
+def split_per_class(classes: Sequence[Tuple[int, str, List[str]]], rng: random.Random, p_trn: float = 0.5,
+                    p_val: float = 0.2) -> Splits:
+    """Cut each class's images into train / val / test, as the official readers build a missing split file.
 
-    Class folders (minus ``ignored``) are sorted and labelled in that order; a class's images, in
-    ``os.listdir`` order, are shuffled with ``rng.shuffle`` and cut into ``round(n*p_trn)`` train,
-    ``round(n*p_val)`` val and the rest test. ``new_cnames`` renames folders to class names. To reproduce an
-    official split, pass ``random.Random(SEED)`` (the official code shuffled with the global ``random`` seeded
-    with SEED) and run on the same file system (``os.listdir`` order is file-system dependent).
+    ``classes`` holds ``(label, class name, image paths)`` in the order the official code visits them; each
+    class's paths are shuffled with ``rng.shuffle`` (in place) and cut into ``round(n * p_trn)`` train,
+    ``round(n * p_val)`` val and the rest test. To reproduce an official split, pass ``random.Random(SEED)``
+    (the official code shuffled with the global ``random`` seeded with SEED) and the same path order.
     """
-    categories = sorted(c for c in visible_entries(image_dir) if c not in ignored)
-    new_cnames = new_cnames or {}
     train: List[Datum] = []
     val: List[Datum] = []
     test: List[Datum] = []
-    for label, folder in enumerate(categories):
-        folder_dir = os.path.join(image_dir, folder)
-        images = [os.path.join(folder_dir, name) for name in visible_entries(folder_dir)]
-        rng.shuffle(images)
-        n_trn, n_val = round(len(images) * p_trn), round(len(images) * p_val)
-        if min(n_trn, n_val, len(images) - n_trn - n_val) <= 0:
-            raise ValueError(f"Class folder {folder_dir} has too few images ({len(images)}) to split into "
-                             f"train/val/test with p_trn={p_trn}, p_val={p_val}")
-        cname = new_cnames.get(folder, folder)
-        train += [Datum(p, label, cname) for p in images[:n_trn]]
-        val += [Datum(p, label, cname) for p in images[n_trn:n_trn + n_val]]
-        test += [Datum(p, label, cname) for p in images[n_trn + n_val:]]
+    for label, name, paths in classes:
+        rng.shuffle(paths)
+        n_trn, n_val = round(len(paths) * p_trn), round(len(paths) * p_val)
+        if min(n_trn, n_val, len(paths) - n_trn - n_val) <= 0:
+            raise ValueError(f"Class {name!r} has {len(paths)} images: too few to split into train/val/test with "
+                             f"p_trn={p_trn}, p_val={p_val}")
+        for split, chunk in (train, paths[:n_trn]), (val, paths[n_trn:n_trn + n_val]), (test, paths[n_trn + n_val:]):
+            split += [Datum(p, label, name) for p in chunk]
     return train, val, test
+
+
+def split_folder_per_class(image_dir: str, rng: random.Random, p_trn: float = 0.5, p_val: float = 0.2,
+                           ignored: Sequence[str] = (), new_cnames: Optional[Dict[str, str]] = None) -> Splits:
+    """:func:`split_per_class` of an ``image_dir/<class>/<image>`` layout: class folders (minus ``ignored``)
+    sorted and labelled in that order, images in ``os.listdir`` order (file-system dependent, as officially);
+    ``new_cnames`` renames folders to class names."""
+    folders = sorted(c for c in visible_entries(image_dir) if c not in ignored)
+    new_cnames = new_cnames or {}
+    classes = [(label, new_cnames.get(folder, folder),
+                [os.path.join(image_dir, folder, name) for name in visible_entries(os.path.join(image_dir, folder))])
+               for label, folder in enumerate(folders)]
+    return split_per_class(classes, rng, p_trn, p_val)
 
 
 def spot_check_images(listing: str, *splits: Optional[Sequence[Datum]], count: int = SPOT_CHECK_ITEMS) -> None:

@@ -12,7 +12,7 @@ from typing import Dict, List
 
 from engine.registry import DATASET_REGISTRY
 
-from .base import DatasetReader, Datum, Splits, spot_check_images
+from .base import DatasetReader, Splits, split_per_class, spot_check_images
 
 
 @DATASET_REGISTRY.register()
@@ -41,18 +41,11 @@ class OxfordFlowers(DatasetReader):
             by_label.setdefault(int(label), []).append(os.path.join(self.image_dir, f"image_{index + 1:05d}.jpg"))
         with open(self.names_file) as f:
             names = json.load(f)
-        train: List[Datum] = []
-        val: List[Datum] = []
-        test: List[Datum] = []
-        for label, paths in by_label.items():
-            rng.shuffle(paths)
-            n_trn, n_val = round(len(paths) * p_trn), round(len(paths) * p_val)
-            if min(n_trn, n_val, len(paths) - n_trn - n_val) <= 0:
-                raise ValueError(f"Flowers class {label} has {len(paths)} images: too few to split")
-            if str(label) not in names:
-                raise ValueError(f"Class {label} of {self.label_file} is not named in {self.names_file}")
-            chunks = (train, paths[:n_trn]), (val, paths[n_trn:n_trn + n_val]), (test, paths[n_trn + n_val:])
-            for split, chunk in chunks:
-                split += [Datum(p, label - 1, names[str(label)]) for p in chunk]
-        spot_check_images(self.label_file, train, val, test)
-        return train, val, test
+        unnamed = [label for label in by_label if str(label) not in names]
+        if unnamed:
+            raise ValueError(f"Classes {unnamed} of {self.label_file} are not named in {self.names_file}")
+        # labels in the file start at 1; classes are visited in order of first appearance, as officially
+        splits = split_per_class([(label - 1, names[str(label)], paths) for label, paths in by_label.items()], rng,
+                                 p_trn, p_val)
+        spot_check_images(self.label_file, *splits)
+        return splits

@@ -103,7 +103,7 @@ def test_missing_split_on_readonly_root_warns(root_without_split, monkeypatch, c
 def test_split_folder_per_class_rejects_tiny_classes(tmp_path):
     (tmp_path / "cls").mkdir()
     (tmp_path / "cls" / "a.jpg").write_bytes(b"")
-    with pytest.raises(ValueError, match="too few images"):
+    with pytest.raises(ValueError, match="Class 'cls' has 1 images: too few to split"):
         split_folder_per_class(str(tmp_path), random.Random(0))
 
 
