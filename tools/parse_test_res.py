@@ -137,6 +137,19 @@ def parse_run_dir(run_dir: str | Path, test_log: bool = False,
     return None, f"{run_dir}: " + "; ".join(notes)
 
 
+def read_runs(run_dirs: Sequence[Path], keyword: str = "accuracy", test_log: bool = False,
+              log_name: str = DEFAULT_LOG) -> tuple[dict[Path, RunResult], dict[Path, str]]:
+    """The folders' results that have ``keyword``, and why each other folder has none."""
+    runs, problems = {}, {}
+    for run_dir in run_dirs:
+        run, note = parse_run_dir(run_dir, test_log=test_log, log_name=log_name)
+        if run is not None and keyword in run.metrics:
+            runs[run_dir] = run
+        else:
+            problems[run_dir] = note or f"{run.source}: no '{keyword}' in it"
+    return runs, problems
+
+
 def _subdirs(directory: Path) -> list[Path]:
     found = (p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
     return sorted(found, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])  # seed2<10
@@ -152,13 +165,8 @@ def parse_dir(directory: str | Path, keyword: str = "accuracy", test_log: bool =
     run_dirs = _subdirs(directory)
     if not run_dirs and ((directory / RESULTS_FILE).is_file() or (directory / DEFAULT_LOG).is_file()):
         run_dirs = [directory]
-    runs, skipped = [], []
-    for run_dir in run_dirs:
-        run, note = parse_run_dir(run_dir, test_log=test_log, log_name=log_name)
-        if run is not None and keyword in run.metrics:
-            runs.append(run)
-        else:
-            skipped.append(note or f"{run.source}: no '{keyword}' in it")
+    found, problems = read_runs(run_dirs, keyword, test_log, log_name)
+    runs, skipped = list(found.values()), list(problems.values())
     if not runs:
         wanted = f"'{keyword}' in {RESULTS_FILE} or in the final '=> result' block of {log_name}"
         if not test_log:

@@ -14,7 +14,7 @@ from typing import Union
 
 import numpy as np
 
-from tools.parse_test_res import parse_run_dir
+from tools.parse_test_res import read_runs
 
 # The 11 datasets of the base-to-novel and few-shot tables, in the papers' order, with their printed names.
 PAPER_DATASETS = {
@@ -84,15 +84,10 @@ class Table:
 
 def read_cell(folder: Path, test_log: bool, keyword: str = "accuracy") -> Cell:
     """The ``seed<S>`` folders of ``folder`` (``test_log``: evaluation-only runs)."""
-    cell = Cell()
-    found = (_SEED_DIR.match(p.name) for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else ()
-    for seed, name in sorted((int(m.group(1)), m.group(0)) for m in found if m):
-        run, note = parse_run_dir(folder / name, test_log=test_log)
-        if run is not None and keyword in run.metrics:
-            cell.values[seed] = run.metrics[keyword]
-        else:
-            cell.problems[seed] = note or f"{run.source}: no '{keyword}' in it"
-    return cell
+    found = [_SEED_DIR.match(p.name) for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    seeds = {folder / m.group(0): int(m.group(1)) for m in sorted(filter(None, found), key=lambda m: int(m.group(1)))}
+    runs, problems = read_runs(list(seeds), keyword, test_log)
+    return Cell({seeds[d]: run.metrics[keyword] for d, run in runs.items()}, {seeds[d]: p for d, p in problems.items()})
 
 
 def _folders_with_seeds(top: Path) -> list[tuple[str, ...]]:
