@@ -9,10 +9,8 @@ import json
 import pytest
 import torch
 
-from tools.bench_arm import ArmSpec, build_argv
-from tools.bench_setup import (CALTECH101_CLASSNAMES, classnames_for, imagenet_length_names, step_flops,
-                               tower_flops, write_dataset)
-from tools.benchmark import ArmProcess, LocalArm, Plan, format_table, run_benchmark
+from tools.benchmark import (CALTECH101_CLASSNAMES, ArmSpec, Plan, build_argv, classnames_for, format_table,
+                             imagenet_length_names, run_benchmark, spawn_arm, step_flops, tower_flops, write_dataset)
 
 HEADLINE = ("maple_train_speedup", "cocoop_train_speedup", "eval_vs_image_floor", "maple_memory_ratio",
             "max_logit_diff")
@@ -69,7 +67,7 @@ def test_benchmark_report_on_tiny_clip(tiny_clip_path, tmp_path):
              "CoCoOp": Plan(reps=1, eval_images=2, straight_eval_images=2),
              "CoOp": Plan(reps=1, eval_images=0, straight_eval_images=0, check_images=3)}
     report = run_benchmark([3], ["MaPLe", "CoCoOp", "CoOp"], plans, tmp_path, weights=tiny_clip_path,
-                           resolution=32, arm_cls=LocalArm)
+                           resolution=32, local=True)
     assert all(report[k] is not None for k in HEADLINE)
     assert report["max_logit_diff"] < 1e-4
     results = report["methods"]["classes_3"]
@@ -85,20 +83,23 @@ def test_benchmark_report_on_tiny_clip(tiny_clip_path, tmp_path):
     json.dumps(report)
 
 
-def test_arm_process_round_trip(tiny_clip_path, tmp_path):
-    """The worker process answers commands and reports failures with the worker's traceback."""
-    import multiprocessing as mp
+def test_arm_in_its_own_process(tiny_clip_path, tmp_path):
+    """A worker process answers through its proxy, and its exceptions are raised in the parent."""
+    import contextlib
+    import os
 
     root = write_dataset(tmp_path / "data", ["cat", "dog"], n_train=8, n_test=2)
     spec = ArmSpec(method="MaPLe", arm="ours", data_root=str(root), weights=str(tiny_clip_path),
                    output_dir=str(tmp_path / "out"), resolution=32)
-    arm = ArmProcess(spec, mp.get_context("spawn"))
-    try:
-        info = arm.ready()
+    with contextlib.ExitStack() as stack:
+        arm = spawn_arm(spec, stack)
+        info = arm.info()
         assert info["classes"] == 2 and info["batch_size"] == 4
-        assert arm.call("step")["loss"] > 0
-        assert torch.isfinite(arm.call("evaluate", n_images=2)["logits"]).all()
-        with pytest.raises(RuntimeError, match="AttributeError"):
-            arm.call("no_such_command")
-    finally:
-        arm.close()
+        assert arm.step()["loss"] > 0
+        assert torch.isfinite(arm.evaluate(n_images=2)["logits"]).all()
+        assert arm.memory()["kind"] in ("peak_rss", "ru_maxrss_lifetime")
+        with pytest.raises(TypeError, match="unexpected keyword argument 'images'"):
+            arm.evaluate(images=2)
+        assert info["pid"] != os.getpid()  # its own process: peak memory per arm
+    with pytest.raises(ProcessLookupError):
+        os.kill(info["pid"], 0)  # closing the stack ended it

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from tools import dataset_fetch, prepare_datasets
-from tools.dataset_sources import DATASETS, Source, resolve_names
+from tools.dataset_fetch import Source
 from tools.make_toy_dataset import make_toy_dataset
+from tools.prepare_datasets import load_specs, resolve_names
 
 REPO = Path(__file__).resolve().parents[2]
 TOY_COUNTS = (6, 3, 3)  # 3 classes x 4 images: 2 train, 1 val, 1 test each (make_toy_dataset's split)
@@ -65,8 +66,7 @@ def served(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def toy_counts(monkeypatch):
     """The official counts are for the real data: compare the toy trees against their own sizes."""
-    monkeypatch.setattr(prepare_datasets, "load_expected_counts",
-                        lambda: {"Caltech101": TOY_COUNTS, "ImageNet": (3, None, 2)})
+    monkeypatch.setattr(prepare_datasets, "EXPECTED_COUNTS", {"Caltech101": TOY_COUNTS, "ImageNet": (3, None, 2)})
 
 
 @pytest.fixture(autouse=True)
@@ -162,7 +162,7 @@ def test_failure_after_a_good_download_keeps_only_the_verified_archive(served, t
 
 
 def test_check_reports_missing_image_with_exact_path(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(prepare_datasets, "load_expected_counts", lambda: {"Caltech101": (24, 12, 12)})
+    monkeypatch.setattr(prepare_datasets, "EXPECTED_COUNTS", {"Caltech101": (24, 12, 12)})
     root = tmp_path / "data"
     make_toy_dataset(root, n_classes=3, per_class=16, size=8, seed=0)
     # The last test image (beyond the first items readers spot-check): the check must find any one.
@@ -183,7 +183,7 @@ def test_check_reports_missing_dataset_split_file_and_wrong_counts(tmp_path, cap
     assert prepare_datasets.main(["--root", str(root), "--check", "caltech101"]) == 1
     assert "MISSING" in capsys.readouterr().out
     make_toy_dataset(root, n_classes=3, per_class=4, size=8, seed=0)
-    monkeypatch.setattr(prepare_datasets, "load_expected_counts", lambda: {"Caltech101": (4128, 1649, 2465)})
+    monkeypatch.setattr(prepare_datasets, "EXPECTED_COUNTS", {"Caltech101": (4128, 1649, 2465)})
     assert prepare_datasets.main(["--root", str(root), "--check", "caltech101"]) == 1
     assert "train 6 (expected 4128)" in capsys.readouterr().out
     (root / "caltech-101" / SPLIT_NAME).unlink()
@@ -269,16 +269,31 @@ def test_root_scheme_copies_a_file_of_another_dataset(tmp_path):
 
 
 def test_source_table_matches_readers_configs_and_counts():
-    from datasets.counts import DATASET_FOLDERS, EXPECTED_COUNTS
+    import importlib
 
-    assert len(DATASETS) == 15
-    for name, spec in DATASETS.items():
+    from datasets.counts import EXPECTED_COUNTS
+    from engine.registry import DATASET_REGISTRY
+
+    specs = load_specs()
+    assert len(specs) == 15
+    for name, spec in specs.items():
         config = yaml.safe_load((REPO / "configs" / "datasets" / f"{name}.yaml").read_text())
         assert config["DATASET"]["NAME"] == spec.reader, name
-        assert DATASET_FOLDERS[spec.reader] == spec.folder, name
+        importlib.import_module(f"datasets.{name}")  # the reader's module is the config name
+        assert DATASET_REGISTRY.get(spec.reader).folder == spec.folder, name
         assert spec.reader in EXPECTED_COUNTS, name
         assert all(src.urls or spec.manual for src in spec.sources), f"{name}: manual source without instructions"
         assert all(src.md5 is None or src.checksum_origin for src in spec.sources), name
-    assert resolve_names(["Caltech101", "caltech101", "all"])[0] == "caltech101"
-    with pytest.raises(KeyError, match="choose from"):
-        resolve_names(["cifar10"])
+    assert resolve_names(["Caltech101", "caltech101", "all"], specs)[:2] == ["caltech101", "imagenet"]
+    with pytest.raises(ValueError, match="choose from"):
+        resolve_names(["cifar10"], specs)
+
+
+def test_bad_sources_file_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "sources.json"
+    bad.write_text(json.dumps({"caltech101": [{"filename": "a.zip", "sha1": "x"}]}))
+    assert prepare_datasets.main(["--root", str(tmp_path), "--sources", str(bad), "caltech101"]) == 2
+    assert "unknown source key(s) ['sha1']" in capsys.readouterr().err
+    bad.write_text(json.dumps({"cifar10": []}))
+    assert prepare_datasets.main(["--root", str(tmp_path), "--sources", str(bad), "caltech101"]) == 2
+    assert "unknown dataset(s) ['cifar10']" in capsys.readouterr().err
