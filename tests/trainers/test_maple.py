@@ -118,9 +118,10 @@ def test_coupling_uses_model_widths(wide_clip):
     (img @ txt.t()).sum().backward()
     for name, p in learner.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-    # A deep vision prompt changes the image features (it really enters the tower).
+    # A deep vision prompt changes the image features (it really enters the tower). The change must not be a
+    # constant per token: the block's LayerNorm removes that, and the class token would not see it.
     other = dict(deep)
-    other[2] = deep[2] + 1.0
+    other[2] = deep[2] + torch.linspace(-1.0, 1.0, deep[2].shape[-1])
     with torch.no_grad():
         assert not torch.allclose(wide_clip.encode_image(image, shallow=shallow, deep=other), img)
 
