@@ -128,7 +128,7 @@ def test_coupling_uses_model_widths(wide_clip):
 
 def test_depth_one_is_shallow_and_large_depth_is_capped(wide_clip, caplog):
     shallow_only = MaPLePromptLearner(wide_clip, NAMES, 2, "a photo of a", depth=1)
-    assert len(shallow_only.compound_prompts_text) == 0 and shallow_only.vision_prompts()[1] == {}
+    assert len(shallow_only.compound_prompts_text) == 0 and shallow_only.vision_prompts()[1] is None
     with caplog.at_level(logging.WARNING, logger="trainers.maple"):
         capped = MaPLePromptLearner(wide_clip, NAMES, 2, "a photo of a", depth=9)
     assert len(capped.compound_prompts_text) == 2 and "prompting every block" in caplog.text
