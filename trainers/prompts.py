@@ -137,14 +137,15 @@ _ROWS = "[{i}]"
 
 
 class KeyTemplate:
-    """A checkpoint key with an index: ``{i}`` is a level, ``{i+N}`` the level plus N (e.g. a block number), and a
-    trailing ``[{i}]`` means row ``i`` of ONE stacked tensor of that name. Without an index it names a prefix:
-    keys below it (``name.rest``) match too."""
+    """A checkpoint key, optionally with an index: ``{i}`` is a level, ``{i+N}`` the level plus N (e.g. a block
+    number), and a trailing ``[{i}]`` means row ``i`` of ONE stacked tensor of that name. Keys below a template
+    (``name.rest``, e.g. a layer's ``.weight``) match it too, except below a stacked one."""
 
     def __init__(self, template: str) -> None:
         self.stacked = template.endswith(_ROWS)
         self.name = template[:-len(_ROWS)] if self.stacked else template
         found = _INDEX.search(self.name)
+        self.indexed = found is not None
         self.offset = int(found.group(1) or 0) if found else 0
         self.head, self.tail = (self.name[:found.start()], self.name[found.end():]) if found else (self.name, "")
         index = r"(?P<i>\d+)" if found else ""
@@ -160,13 +161,14 @@ class KeyTemplate:
         return (None if index is None else int(index) - self.offset), found.groupdict().get("rest") or ""
 
     def key(self, level: Optional[int], rest: str = "") -> str:
-        index = "" if level is None or self.name == self.head else str(level + self.offset)
+        """The key of ``level`` (offset applied), followed by ``rest``."""
+        index = str(level + self.offset) if self.indexed else ""
         return self.head + index + self.tail + rest
 
 
 def _stack_rows(rows: Dict[int, Optional[torch.Tensor]], name: str) -> Optional[torch.Tensor]:
     if sorted(rows) != list(range(len(rows))):
-        raise KeyError(f"cannot stack {name}: levels {sorted(rows)} are not 0..{len(rows) - 1}")
+        raise ValueError(f"cannot stack {name}: levels {sorted(rows)} are not 0..{len(rows) - 1}")
     if any(rows[k] is None for k in rows):  # e.g. gradients of levels that received none
         return None
     return torch.stack([rows[k] for k in range(len(rows))])

@@ -98,7 +98,7 @@ def test_key_mapping_offsets_and_stacking_round_trip():
     assert sorted(back) == sorted(ours) and all(torch.equal(back[k], v) for k, v in ours.items())
     # Gradients of levels that received none stack to None; a gap in the levels is an error.
     assert rename_keys({"p.rows.0": None, "p.rows.1": torch.ones(1)}, pairs)["official.rows"] is None
-    with pytest.raises(KeyError, match="levels"):
+    with pytest.raises(ValueError, match="levels"):
         rename_keys({"p.rows.0": torch.ones(1), "p.rows.2": torch.ones(1)}, pairs)
     # Official keys that only look alike are left alone (the frozen CLIP of a whole-model file).
     frozen = {"enc.blocks.1.attn.weight": torch.ones(1), "official.rows_extra": torch.ones(1)}
