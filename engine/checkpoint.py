@@ -104,15 +104,15 @@ class LoadReport:
 
 
 def load_learnable(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "<state_dict>",
-                   ignore_prefixes: Sequence[str] = (), ignore_suffixes: Sequence[str] = ()) -> LoadReport:
+                   ignore_prefixes: Sequence[str] = ()) -> LoadReport:
     """Copy the learnable tensors of ``state_dict`` into ``module`` (in place, keeping dtype/device).
 
     Args:
         module: the registered module; its learnable entries are the parameters with ``requires_grad``.
         state_dict: ``{key: tensor}`` from a file (``module.`` prefixes are stripped).
         source: the file name, used in messages.
-        ignore_prefixes / ignore_suffixes: keys starting / ending with one of these are frozen parts of the
-            file's model (e.g. an official file's copy of CLIP): skipped without a warning.
+        ignore_prefixes: keys starting with one of these are frozen parts of the file's model (e.g. an official
+            file's copy of CLIP, its token buffers): skipped without a warning. The trainer knows the names.
     Raises:
         KeyError: learnable keys of ``module`` absent from the file (names the file and the keys).
         ValueError: a learnable key whose shape differs (names the key and both shapes).
@@ -140,7 +140,7 @@ def load_learnable(module: nn.Module, state_dict: Mapping[str, torch.Tensor], so
     for k in incoming:
         if k in learnable:
             continue
-        if k in frozen_keys or k.startswith(tuple(ignore_prefixes)) or k.endswith(tuple(ignore_suffixes)):
+        if k in frozen_keys or k.startswith(tuple(ignore_prefixes)):
             report.ignored_frozen.append(k)
         else:
             report.unexpected.append(k)

@@ -42,7 +42,6 @@ class TrainerBase:
     #: keys of a checkpoint that are frozen parts of the model that saved it (e.g. an official file's copy of
     #: CLIP), skipped without a warning when loading; the method's trainer knows its names
     checkpoint_ignore_prefixes: Sequence[str] = ()
-    checkpoint_ignore_suffixes: Sequence[str] = ()
 
     def __init__(self, cfg) -> None:
         self._models: "OrderedDict[str, nn.Module]" = OrderedDict()
@@ -207,8 +206,7 @@ class TrainerBase:
 
     def _load_weights(self, name: str, ckpt: Dict[str, Any], path: str) -> None:
         load_learnable(self._models[name], self.import_state_dict(name, ckpt["state_dict"]), source=path,
-                       ignore_prefixes=self.checkpoint_ignore_prefixes,
-                       ignore_suffixes=self.checkpoint_ignore_suffixes)
+                       ignore_prefixes=self.checkpoint_ignore_prefixes)
 
     # ------------------------------------------------------------------ modes, LR, backward
     def set_model_mode(self, mode: str = "train") -> None:

@@ -1,26 +1,31 @@
-"""Glue shared by every prompt-learning trainer: load CLIP once, freeze it, wrap CLIP + learner, one precision.
+"""Glue shared by every prompt-learning trainer: load CLIP once, freeze it, wrap CLIP + learner, one training step.
 
 A method is a *learner*: an ``nn.Module`` that owns every learnable tensor and says which prompts enter which
-tower (see clip/prompts.py). ``PromptedCLIP`` turns (frozen CLIP, learner) into a classifier, and
-``PromptTrainer`` does what all methods share (loading, freezing, precision, optimiser, checkpoint name).
+tower (see clip/prompts.py; its building blocks are in trainers/prompts.py). ``PromptedCLIP`` turns (frozen
+CLIP, learner) into a classifier whose :meth:`PromptedCLIP.outputs` carries what a loss needs, and
+``PromptTrainer`` does what all methods share (loading, freezing, precision, optimiser, checkpoints, the step).
+A method with its own loss overrides :meth:`PromptTrainer.compute_loss`; one that edits gradients overrides
+:meth:`PromptTrainer.optimizer_step`.
 """
 from __future__ import annotations
 
 import logging
-import re
-from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from clip import clip
-from clip.model import CLIP, VisionTransformer, cast_model
+from clip.model import CLIP, cast_model
 from engine.checkpoint import load_checkpoint, load_learnable
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.trainer import TrainerBase
+
+from .prompts import rename_keys
+from .templates import template_for
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ def load_clip(cfg) -> CLIP:
     if not source:
         raise ValueError("No CLIP model given: set MODEL.BACKBONE.NAME (e.g. ViT-B/16) or MODEL.BACKBONE.PATH "
                          "(a local checkpoint)")
-    logger.info("Loading CLIP (backbone: %s)", source)
+    logger.info("CLIP weights: %s", source)
     model, _ = clip.load(source, device="cpu")
     return model.eval()
 
@@ -61,85 +66,6 @@ def clean_classnames(classnames: Iterable[str]) -> List[str]:
     return [name.replace("_", " ") for name in classnames]
 
 
-# ----------------------------------------------------------------------------------- helpers shared by methods
-# The official code initialises the text context from CTX_INIT only for short contexts; longer ones start random.
-MAX_INIT_CTX = 4
-
-
-def random_prompts(n: int, width: int) -> torch.Tensor:
-    """``(n, width)`` prompt tokens drawn from N(0, 0.02^2) (the official init of every prompt of these methods)."""
-    return torch.empty(n, width).normal_(std=0.02)
-
-
-def short_phrase_context(clip_model: CLIP, n_ctx: int, ctx_init: str, key: str) -> Tuple[torch.Tensor, str]:
-    """Initial text context ``(n_ctx, Dt)`` and the phrase the class prompts start with (MaPLe / IVLP rule).
-
-    With ``ctx_init`` and ``n_ctx <= 4`` the context is the embedding of the phrase's first ``n_ctx`` tokens and
-    the prompts keep the WHOLE phrase: with "a photo of a" and 2 tokens, "of a" stays as frozen words after the
-    learned "a photo". Otherwise the context is N(0, 0.02) and the phrase is ``n_ctx`` placeholder "X" words.
-    ``key`` names the config node in errors (e.g. ``TRAINER.MAPLE``).
-    """
-    if n_ctx < 1:
-        raise ValueError(f"{key}.N_CTX is {n_ctx}; at least one context token is needed")
-    if ctx_init and n_ctx <= MAX_INIT_CTX:
-        phrase = ctx_init.replace("_", " ")
-        ids = clip.tokenize(phrase).long()  # (1, L)
-        n_words = int(ids[0].argmax()) - 1  # BPE tokens between SOS and EOT
-        if n_ctx > n_words:
-            # The context span would cover the class name and EOT (the official code silently does that).
-            raise ValueError(f"{key}.CTX_INIT {ctx_init!r} has {n_words} tokens but N_CTX is {n_ctx}; use a "
-                             f"phrase of at least {n_ctx} tokens or an empty CTX_INIT")
-        with torch.no_grad():
-            emb = clip_model.token_embedding(ids)  # (1, L, Dt)
-        return emb[0, 1:1 + n_ctx].float().clone(), phrase
-    if ctx_init:
-        logger.warning("%s.CTX_INIT is ignored for N_CTX %d > %d (random init, as the official code)",
-                       key, n_ctx, MAX_INIT_CTX)
-    return random_prompts(n_ctx, clip_model.text_width), " ".join(["X"] * n_ctx)
-
-
-def prompt_depth(depth: int, num_blocks: int, key: str, minimum: int = 0) -> int:
-    """The prompt depth actually used: ``depth`` checked (>= ``minimum``) and capped at ``num_blocks``.
-
-    Depth ``d`` = prompts at the input + blocks ``1 .. d-1``; above the block count every block is prompted.
-    """
-    if depth < minimum:
-        raise ValueError(f"{key} is {depth}; it must be >= {minimum}")
-    if depth > num_blocks:
-        logger.warning("%s is %d but the tower has %d blocks: prompting every block", key, depth, num_blocks)
-    return min(depth, num_blocks)
-
-
-def require_vit(clip_model: CLIP, what: str) -> None:
-    """Vision prompts are tokens of a ViT: fail at build time (not at the first batch) on a ResNet tower."""
-    if not isinstance(clip_model.visual, VisionTransformer):
-        raise ValueError(f"{what} needs a ViT image tower, but this CLIP has a {type(clip_model.visual).__name__} "
-                         f"(ResNet) tower: choose a ViT backbone (e.g. MODEL.BACKBONE.NAME ViT-B/16)")
-
-
-def _key_regex(template: str) -> "re.Pattern[str]":
-    pattern = re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)")
-    return re.compile(pattern + r"(?P<rest>\..*)?")
-
-
-def rename_keys(state: Mapping[str, torch.Tensor], pairs: Sequence[Tuple[str, str]]) -> Dict[str, torch.Tensor]:
-    """Rename keys equal to, or below (``src.``), a ``src`` of ``(src, dst)`` pairs; ``{i}`` matches a block index.
-
-    Keys that match nothing (the frozen CLIP of an official whole-model file) pass unchanged, so the checkpoint
-    loader can recognise and ignore them.
-    """
-    compiled = [(_key_regex(src), dst) for src, dst in pairs]
-    out: Dict[str, torch.Tensor] = OrderedDict()
-    for key, value in state.items():
-        for regex, dst in compiled:
-            match = regex.fullmatch(key)
-            if match:
-                key = dst.format(i=match.groupdict().get("i")) + (match.group("rest") or "")
-                break
-        out[key] = value
-    return out
-
-
 def template_text_features(clip_model: CLIP, classnames: Iterable[str], templates: Sequence[str],
                            chunk: int = 256) -> torch.Tensor:
     """Normalised class text features ``(C, E)`` of hand-written templates ("a photo of a {}."), averaged over
@@ -156,11 +82,18 @@ def template_text_features(clip_model: CLIP, classnames: Iterable[str], template
     return F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)
 
 
+def image_features(clip_model: CLIP, image: torch.Tensor, shallow: Optional[torch.Tensor] = None,
+                   deep: Optional[Dict[int, Any]] = None) -> torch.Tensor:
+    """Normalised fp32 image features ``(B, E)`` of ``image`` ``(B, 3, H, W)``, with optional vision prompts."""
+    feats = clip_model.encode_image(image.to(clip_model.dtype), shallow=shallow, deep=deep)  # (B, E)
+    return F.normalize(feats.float(), dim=-1)
+
+
 class PromptLearnerBase(nn.Module):
     """What a method implements: the prompts for each tower. Override the two methods that apply.
 
     ``image_conditional``: the text prompts depend on the image (CoCoOp), so class text features cannot be
-    computed once per evaluation.
+    computed once per evaluation, and there is one set of class text features per image.
     """
 
     image_conditional: bool = False
@@ -174,19 +107,42 @@ class PromptLearnerBase(nn.Module):
         raise NotImplementedError
 
 
+@dataclass
+class PromptedOutput:
+    """One forward pass of :class:`PromptedCLIP`: what a loss may need. Features are L2-normalised fp32."""
+
+    logits: torch.Tensor  # (B, C)
+    image_features: torch.Tensor  # (B, E)
+    text_features: torch.Tensor  # (C, E); (B, C, E) for image-conditional learners
+    logit_scale: torch.Tensor  # () exp of CLIP's learned temperature
+    frozen_image_features: Optional[torch.Tensor] = None  # (B, E) the plain CLIP's, when the trainer asks
+    frozen_text_features: Optional[torch.Tensor] = None  # (C, E) hand-written templates, when the trainer asks
+
+    @property
+    def frozen_logits(self) -> torch.Tensor:
+        """Zero-shot CLIP's logits ``(B, C)`` (needs the frozen features)."""
+        return self.logit_scale * self.frozen_image_features @ self.frozen_text_features.t()
+
+
 class PromptedCLIP(nn.Module):
     """Frozen CLIP + learner -> logits ``(B, C) = exp(logit_scale) * cos(image, class text)``.
 
     The learner lives at ``self.prompt_learner`` so checkpoint keys of methods that register the whole model
     read ``prompt_learner.<name>`` as in the official files. ``trim_text``: run the text tower only up to the
-    last EOT (equal results, see ``CLIP.encode_text``); False = the official full 77-token path.
+    last EOT (equal results, see ``CLIP.encode_text``); False = the official full 77-token path. ``batched``
+    (image-conditional learners): one text-tower call over all B * C prompts; False = one call per image (the
+    official loop: lower peak memory, B times more calls). ``frozen_text_features`` ``(C, E)``: the hand-written
+    class text features :meth:`outputs` returns when asked for the frozen model's features.
     """
 
-    def __init__(self, clip_model: CLIP, prompt_learner: PromptLearnerBase, trim_text: bool = True) -> None:
+    def __init__(self, clip_model: CLIP, prompt_learner: PromptLearnerBase, trim_text: bool = True,
+                 batched: bool = True) -> None:
         super().__init__()
         self.clip = clip_model
         self.prompt_learner = prompt_learner
         self.trim_text = trim_text
+        self.batched = batched
+        self.register_buffer("frozen_text_features", None, persistent=False)
         self._text_cache: Optional[Dict[str, Optional[torch.Tensor]]] = None
 
     @contextmanager
@@ -204,9 +160,7 @@ class PromptedCLIP(nn.Module):
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         """Normalised image features ``(B, E)``."""
-        shallow, deep = self.prompt_learner.vision_prompts()
-        feats = self.clip.encode_image(image.to(self.clip.dtype), shallow=shallow, deep=deep)  # (B, E)
-        return F.normalize(feats.float(), dim=-1)
+        return image_features(self.clip, image, *self.prompt_learner.vision_prompts())
 
     def compute_text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Normalised class text features ``(C, E)`` (``(B*C, E)`` for image-conditional learners)."""
@@ -223,10 +177,35 @@ class PromptedCLIP(nn.Module):
             cache["features"] = self.compute_text_features(image_features)
         return cache["features"]
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def class_text_features(self, img: torch.Tensor) -> torch.Tensor:
+        """Class text features for images with features ``img`` ``(B, E)``: ``(C, E)``, or ``(B, C, E)``."""
+        if not self.prompt_learner.image_conditional:
+            return self.text_features(img)  # (C, E)
+        if self.batched:
+            return self.text_features(img).view(img.shape[0], -1, img.shape[1])  # (B, C, E)
+        return torch.stack([self.text_features(img[i:i + 1]) for i in range(img.shape[0])])  # (B, C, E)
+
+    def outputs(self, image: torch.Tensor, frozen: bool = False) -> PromptedOutput:
+        """Logits and features of ``image`` ``(B, 3, H, W)``; ``frozen`` adds the plain CLIP's (no gradient)."""
         img = self.image_features(image)  # (B, E)
-        txt = self.text_features(img)  # (C, E)
-        return self.clip.logit_scale.exp().float() * img @ txt.t()  # (B, C)
+        txt = self.class_text_features(img)  # (C, E) or (B, C, E)
+        scale = self.clip.logit_scale.exp().float()
+        if txt.dim() == 2:
+            logits = scale * img @ txt.t()  # (B, C)
+        else:
+            logits = scale * torch.einsum("be,bce->bc", img, txt)  # (B, C)
+        out = PromptedOutput(logits, img, txt, scale)
+        if frozen:
+            if self.frozen_text_features is None:
+                raise RuntimeError("the frozen model's features were asked for, but its text features were not "
+                                   "built: set FROZEN_FEATURES = True on the trainer")
+            with torch.no_grad():
+                out.frozen_image_features = image_features(self.clip, image)  # (B, E)
+            out.frozen_text_features = self.frozen_text_features  # (C, E)
+        return out
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.outputs(image).logits  # (B, C)
 
 
 class PromptTrainer(TrainerBase):
@@ -234,18 +213,26 @@ class PromptTrainer(TrainerBase):
 
     ``REGISTERED_NAME`` is the Dassl model name used for checkpoint folders (the official one per method);
     ``REGISTER_WHOLE_MODEL`` registers the whole ``PromptedCLIP`` (keys ``prompt_learner.*``) instead of the learner.
+    One training step: :meth:`forward_backward` = batch -> ``model.outputs`` -> :meth:`compute_loss` ->
+    :meth:`optimizer_step` -> the logged values.
     """
 
     CFG_NODE: str = ""
     REGISTERED_NAME: str = "prompt_learner"
     REGISTER_WHOLE_MODEL: bool = False
-    # (our key, official key) pairs for checkpoints whose official names differ from our modules' (see
-    # rename_keys); empty = our names are the official ones.
+    # (our key, official key) :class:`trainers.prompts.KeyTemplate` pairs for checkpoints whose official names
+    # differ from our modules'; empty = our names are the official ones.
     OFFICIAL_KEYS: Sequence[Tuple[str, str]] = ()
     PRECISIONS: Sequence[str] = ("fp16", "fp32", "amp", "bf16")
-    # What official files of whole-model methods also carry: their frozen CLIP and token buffers (never loaded).
-    checkpoint_ignore_prefixes = ("image_encoder.", "text_encoder.", "logit_scale", "clip_model.", "clip.")
-    checkpoint_ignore_suffixes = ("token_prefix", "token_suffix")
+    # True: model outputs also carry the plain CLIP's image features and hand-written class text features
+    # (:meth:`frozen_templates`), for losses that compare with zero-shot CLIP.
+    FROZEN_FEATURES: bool = False
+    LOG_ACCURACY: bool = True  # the training accuracy is logged beside the losses
+    # Official whole-model files also hold the frozen CLIP and the learner's word-embedding buffers: loading
+    # ignores these keys (see checkpoint_ignore_prefixes).
+    FROZEN_OFFICIAL_PREFIXES: Tuple[str, ...] = ("image_encoder.", "text_encoder.", "logit_scale", "clip_model.",
+                                                 "clip.")
+    FROZEN_OFFICIAL_BUFFERS: Tuple[str, ...] = ("token_prefix", "token_suffix")
 
     @property
     def method_cfg(self):
@@ -256,9 +243,13 @@ class PromptTrainer(TrainerBase):
         """Return the method's learner for these class names (names as in the dataset)."""
         raise NotImplementedError
 
-    def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> nn.Module:
-        """The module ``trainer.model`` becomes; override for methods whose logits are computed differently."""
+    def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> PromptedCLIP:
+        """The module ``trainer.model`` becomes."""
         return PromptedCLIP(clip_model, learner, trim_text=self.cfg.MODEL.TRIM_TEXT)
+
+    def frozen_templates(self) -> List[str]:
+        """Hand-written templates of the frozen class text features (default: zero-shot CLIP's for the dataset)."""
+        return [template_for(self.cfg.DATASET.NAME)]
 
     def build_model(self) -> None:
         prec = self.method_cfg.PREC
@@ -267,8 +258,12 @@ class PromptTrainer(TrainerBase):
         clip_model = load_clip(self.cfg)
         check_input_size(self.cfg, clip_model)
         freeze(clip_model)
-        learner = self.build_learner(clip_model, list(self.dm.dataset.classnames))
+        classnames = list(self.dm.dataset.classnames)
+        learner = self.build_learner(clip_model, classnames)
         self.model = self.build_wrapper(clip_model, learner)
+        if self.FROZEN_FEATURES:  # computed once, with the fp32 CLIP (as VPT's fixed text features)
+            feats = template_text_features(clip_model, classnames, self.frozen_templates())  # (C, E)
+            self.model.frozen_text_features = feats.to(self.device)
         if self.cfg.MODEL.INIT_WEIGHTS:
             self.load_init_weights(self.cfg.MODEL.INIT_WEIGHTS)
         self.precision = self.build_precision(prec)
@@ -282,9 +277,20 @@ class PromptTrainer(TrainerBase):
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)
         self.register_model(self.REGISTERED_NAME, registered, optim, sched)
 
+    # ------------------------------------------------------------------ checkpoints
     def official_keys(self) -> Sequence[Tuple[str, str]]:
         """The ``(our key, official key)`` pairs of this trainer's checkpoints (default: ``OFFICIAL_KEYS``)."""
         return self.OFFICIAL_KEYS
+
+    def official_learner_prefix(self) -> str:
+        """Where official files keep the learner's own tensors and buffers."""
+        return "prompt_learner." if self.REGISTER_WHOLE_MODEL else ""
+
+    @property
+    def checkpoint_ignore_prefixes(self) -> Tuple[str, ...]:
+        """Official keys of frozen parts, skipped by every checkpoint load (the frozen CLIP, the token buffers)."""
+        learner = self.official_learner_prefix()
+        return self.FROZEN_OFFICIAL_PREFIXES + tuple(learner + name for name in self.FROZEN_OFFICIAL_BUFFERS)
 
     def export_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return rename_keys(state, self.official_keys()) if self.official_keys() else state
@@ -299,18 +305,36 @@ class PromptTrainer(TrainerBase):
         state = ckpt.get("state_dict", ckpt)
         module = self.model if self.REGISTER_WHOLE_MODEL else self.model.prompt_learner
         report = load_learnable(module, self.import_state_dict(self.REGISTERED_NAME, state), source=path,
-                                ignore_prefixes=self.checkpoint_ignore_prefixes,
-                                ignore_suffixes=self.checkpoint_ignore_suffixes)
+                                ignore_prefixes=self.checkpoint_ignore_prefixes)
         logger.info("Initialised %d learnable tensors from %s", len(report.loaded), path)
 
+    # ------------------------------------------------------------------ one training step
     def forward_backward(self, batch: Dict[str, Any]) -> Dict[str, float]:
         image, label = self.parse_batch_train(batch)
         with self.precision.autocast():
-            logits = self.model(image)  # (B, C)
-            loss = F.cross_entropy(logits.float(), label)
-        self.model_backward_and_update(loss)
-        acc = (logits.argmax(dim=1) == label).float().mean().item() * 100.0
-        return {"loss": loss.item(), "acc": acc}
+            output = self.model.outputs(image, frozen=self.FROZEN_FEATURES)
+            losses = self.compute_loss(output, label)
+        self.optimizer_step(losses)
+        summary = {name: value.item() for name, value in losses.items()}
+        if self.LOG_ACCURACY:
+            summary["acc"] = (output.logits.argmax(dim=1) == label).float().mean().item() * 100.0
+        return summary
+
+    def compute_loss(self, output: PromptedOutput, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The named losses of one batch; ``"loss"`` is the total that is optimised (default: cross-entropy).
+
+        Every entry is logged. A method with extra terms adds them here, e.g.
+        ``losses = super().compute_loss(output, labels); losses["loss"] = losses["loss"] + w * extra``.
+        """
+        return {"loss": F.cross_entropy(output.logits.float(), labels)}
+
+    def optimizer_step(self, losses: Dict[str, torch.Tensor]) -> None:
+        """Backward and optimiser step from the named losses (default: ``losses["loss"]``).
+
+        A method that edits gradients overrides this with ``model_zero_grad`` / ``model_backward`` / its edit /
+        ``model_update`` (under ``PREC amp`` the gradients are scaled until ``model_update``).
+        """
+        self.model_backward_and_update(losses["loss"])
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with self.precision.autocast():

@@ -1,7 +1,6 @@
 """CoCoOp: the CoOp context shifted per image by a small meta-network of the image feature."""
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -13,9 +12,7 @@ from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
 from .base import PromptedCLIP, PromptLearnerBase, PromptTrainer, clean_classnames
-from .coop import init_context
-
-logger = logging.getLogger(__name__)
+from .prompts import WHOLE_PHRASE, init_context
 
 
 class MetaNet(nn.Module):
@@ -47,8 +44,7 @@ class CoCoOpPromptLearner(PromptLearnerBase):
     def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str = "") -> None:
         super().__init__()
         names = clean_classnames(classnames)
-        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, len(names), csc=False)
-        logger.info('Initial context: "%s"; number of context words (tokens): %d', prefix, ctx.shape[0])
+        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, WHOLE_PHRASE, "TRAINER.COCOOP")
         self.ctx = nn.Parameter(ctx)  # (n, Dt)
         # Kept fp32 under every PREC (the official casts it to fp16 with PREC fp16); the frozen CLIP alone
         # runs in low precision, and the prompt is cast to the tower's dtype inside encode_text.
@@ -72,40 +68,19 @@ class CoCoOpPromptLearner(PromptLearnerBase):
         return {"text": text, "shallow": shallow}
 
 
-class CoCoOpCLIP(PromptedCLIP):
-    """Per-image class text features: ``logits[b, c] = exp(logit_scale) * cos(image b, text(b, c))``.
-
-    ``batched`` runs the text tower once over all ``B * C`` prompts; otherwise once per image (``C`` prompts per
-    call, the official loop: lower peak memory, B times more calls). Both give the same logits.
-    """
-
-    def __init__(self, clip_model: CLIP, prompt_learner: CoCoOpPromptLearner, batched: bool = True,
-                 trim_text: bool = True) -> None:
-        super().__init__(clip_model, prompt_learner, trim_text=trim_text)
-        self.batched = batched
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        img = self.image_features(image)  # (B, E)
-        if self.batched:
-            txt = self.text_features(img).view(img.shape[0], -1, img.shape[1])  # (B, C, E)
-        else:
-            txt = torch.stack([self.text_features(img[i:i + 1]) for i in range(img.shape[0])])  # (B, C, E)
-        scale = self.clip.logit_scale.exp().float()
-        return scale * torch.einsum("be,bce->bc", img, txt)  # (B, C)
-
-
 @TRAINER_REGISTRY.register()
 class CoCoOp(PromptTrainer):
     """CoCoOp: Conditional Prompt Learning for Vision-Language Models (Zhou et al., CVPR 2022, arXiv 2203.05557)."""
 
     CFG_NODE = "COCOOP"
     REGISTERED_NAME = "prompt_learner"
+    LOG_ACCURACY = False  # the official CoCoOp log lines show the loss only
 
     @classmethod
     def add_config(cls, cfg) -> None:
         cfg.TRAINER.COCOOP = CN()
-        cfg.TRAINER.COCOOP.N_CTX = 16  # number of context vectors
-        cfg.TRAINER.COCOOP.CTX_INIT = ""  # initialisation words (sets N_CTX to their count)
+        cfg.TRAINER.COCOOP.N_CTX = 16  # learned tokens in each prompt (replaced by the word count of CTX_INIT)
+        cfg.TRAINER.COCOOP.CTX_INIT = ""  # words the learned tokens start from; "" = random start
         cfg.TRAINER.COCOOP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
         # (ours) True: one text-tower call over all B*C prompts of a batch; False: one call per image.
         cfg.TRAINER.COCOOP.BATCHED_TEXT = True
@@ -114,10 +89,6 @@ class CoCoOp(PromptTrainer):
         c = self.method_cfg
         return CoCoOpPromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT)
 
-    def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> nn.Module:
-        return CoCoOpCLIP(clip_model, learner, batched=self.method_cfg.BATCHED_TEXT,
-                          trim_text=self.cfg.MODEL.TRIM_TEXT)
-
-    def forward_backward(self, batch: Dict[str, Any]) -> Dict[str, float]:
-        # The official CoCoOp logs the loss only (no accuracy): keep its log lines.
-        return {"loss": super().forward_backward(batch)["loss"]}
+    def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> PromptedCLIP:
+        return PromptedCLIP(clip_model, learner, trim_text=self.cfg.MODEL.TRIM_TEXT,
+                            batched=self.method_cfg.BATCHED_TEXT)

@@ -1,7 +1,6 @@
 """CoOp: a learned context replaces the hand-written template words."""
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -14,31 +13,11 @@ from clip.tokenizer import get_tokenizer
 from engine import TRAINER_REGISTRY
 
 from .base import PromptLearnerBase, PromptTrainer, clean_classnames
-
-logger = logging.getLogger(__name__)
-
-
-def init_context(clip_model: CLIP, n_ctx: int, ctx_init: str, n_cls: int, csc: bool):
-    """Initial context vectors and the prompt prefix they stand for.
-
-    Returns ``(ctx, prefix)``: ``ctx`` is ``(n, D)`` (or ``(C, n, D)`` class-specific, random init only); with
-    ``ctx_init`` the context is the init phrase's token embeddings and ``n`` = its number of words.
-    """
-    width = clip_model.text_width
-    if ctx_init:
-        phrase = ctx_init.replace("_", " ")
-        n_ctx = len(phrase.split(" "))
-        with torch.no_grad():
-            emb = clip_model.token_embedding(clip.tokenize(phrase).long())  # (1, L, D)
-        return emb[0, 1:1 + n_ctx].float().clone(), phrase
-    shape = (n_cls, n_ctx, width) if csc else (n_ctx, width)
-    ctx = torch.empty(shape)
-    nn.init.normal_(ctx, std=0.02)
-    return ctx, " ".join(["X"] * n_ctx)
+from .prompts import WHOLE_PHRASE, init_context
 
 
 class CoOpPromptLearner(PromptLearnerBase):
-    """Context ``ctx`` (n, D) shared or (C, n, D) class-specific, placed at the end, middle or front.
+    """Context ``ctx`` (n, D) shared, or (C, n, D) one per class, placed at the end, middle or front.
 
     Prompts are tokenized as ``"<prefix> <class>."``; with ``end`` the context simply replaces the prefix span
     right after SOS. ``middle``/``front`` move the class tokens: the embeddings are rebuilt by an index map
@@ -51,8 +30,7 @@ class CoOpPromptLearner(PromptLearnerBase):
         if position not in ("end", "middle", "front"):
             raise ValueError(f"TRAINER.COOP.CLASS_TOKEN_POSITION is {position!r}; choose end, middle or front")
         names = clean_classnames(classnames)
-        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, len(names), csc)
-        logger.info('Initial context: "%s"; number of context words (tokens): %d', prefix, ctx.shape[-2])
+        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, WHOLE_PHRASE, "TRAINER.COOP", len(names) if csc else 0)
         self.ctx = nn.Parameter(ctx)
         self.n_ctx = ctx.shape[-2]
         self.position = position
@@ -110,11 +88,11 @@ class CoOp(PromptTrainer):
     @classmethod
     def add_config(cls, cfg) -> None:
         cfg.TRAINER.COOP = CN()
-        cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
-        cfg.TRAINER.COOP.CSC = False  # class-specific context
-        cfg.TRAINER.COOP.CTX_INIT = ""  # initialisation words (sets N_CTX to their count)
+        cfg.TRAINER.COOP.N_CTX = 16  # learned tokens in each prompt (replaced by the word count of CTX_INIT)
+        cfg.TRAINER.COOP.CSC = False  # True: every class learns its own tokens (random start only)
+        cfg.TRAINER.COOP.CTX_INIT = ""  # words the learned tokens start from; "" = random start
         cfg.TRAINER.COOP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
-        cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end | middle | front
+        cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # where the class name sits: end | middle | front
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> CoOpPromptLearner:
         c = self.method_cfg

@@ -21,37 +21,28 @@ from clip import clip
 from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
-from .base import (PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames, prompt_depth, random_prompts,
-                   require_vit, short_phrase_context)
+from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
+from .prompts import (SHORT_PHRASE, PromptLevels, deep_by_block, init_context, prompt_depth, random_prompts,
+                      require_vit)
 
 logger = logging.getLogger(__name__)
 
-# (our key, official key) of every learnable tensor; "{i}" is a block index.
+# (our key, official key) of every learnable tensor: level k of our deep prompts is the official block k + 1.
 OFFICIAL_KEYS: Tuple[Tuple[str, str], ...] = (
     ("prompt_learner.ctx", "prompt_learner.ctx"),
     ("prompt_learner.vision_shallow", "image_encoder.VPT"),
-    ("prompt_learner.vision_deep.{i}", "image_encoder.transformer.resblocks.{i}.VPT_shallow"),
-    ("prompt_learner.text_deep.{i}", "text_encoder.transformer.resblocks.{i}.VPT_shallow"),
+    ("prompt_learner.vision_deep.{i}", "image_encoder.transformer.resblocks.{i+1}.VPT_shallow"),
+    ("prompt_learner.text_deep.{i}", "text_encoder.transformer.resblocks.{i+1}.VPT_shallow"),
 )
 
 
-def deep_prompt_table(n: int, width: int, depth: int) -> nn.ParameterDict:
-    """One ``(n, width)`` prompt per block ``1 .. depth-1``, keyed by the block index as a string."""
-    return nn.ParameterDict({str(i): nn.Parameter(random_prompts(n, width)) for i in range(1, depth)})
-
-
-def as_deep(table: nn.ParameterDict) -> Optional[Dict[int, torch.Tensor]]:
-    """``{block index: prompt}`` for ``CLIP.encode_*``; None when the table is empty."""
-    return {int(i): p for i, p in table.items()} or None
-
-
 class DeepVisionLearner(PromptLearnerBase):
-    """Learner part shared by VPT and IVLP: ``vision_shallow`` (n, Dv) at the input, ``vision_deep[i]`` (n, Dv)
-    at blocks ``1 .. depth-1``. Depth 0: no vision prompt at all (the image tower is plain CLIP)."""
+    """Learner part shared by VPT and IVLP: ``vision_shallow`` (n, Dv) at the input, ``vision_deep[k]`` (n, Dv)
+    at block ``k + 1``. Depth 0: no vision prompt at all (the image tower is plain CLIP)."""
 
     def _init_vision(self, clip_model: CLIP, n_ctx: int, depth: int, key: str) -> None:
         self.register_parameter("vision_shallow", None)
-        self.vision_deep = nn.ParameterDict()
+        self.vision_deep = PromptLevels()
         if depth == 0:
             return
         require_vit(clip_model, "vision prompting")
@@ -60,16 +51,16 @@ class DeepVisionLearner(PromptLearnerBase):
                              f"for no vision prompts")
         depth = prompt_depth(depth, len(clip_model.visual.transformer.resblocks), key)
         self.vision_shallow = nn.Parameter(random_prompts(n_ctx, clip_model.vision_width))
-        self.vision_deep = deep_prompt_table(n_ctx, clip_model.vision_width, depth)
+        self.vision_deep = PromptLevels(depth - 1, n_ctx, clip_model.vision_width)
 
     def vision_prompts(self) -> VisionPrompts:
         if self.vision_shallow is None:
             return None, None
-        return self.vision_shallow, as_deep(self.vision_deep)
+        return self.vision_shallow, deep_by_block(self.vision_deep)
 
 
 class IVLPPromptLearner(DeepVisionLearner):
-    """Text: ``ctx`` (n_t, Dt) after SOS + ``text_deep[i]`` at blocks 1..d_t-1; vision: see DeepVisionLearner."""
+    """Text: ``ctx`` (n_t, Dt) after SOS + ``text_deep[k]`` at block k + 1 < d_t; vision: see DeepVisionLearner."""
 
     def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx_text: int, ctx_init: str, depth_text: int,
                  n_ctx_vision: int, depth_vision: int) -> None:
@@ -78,19 +69,18 @@ class IVLPPromptLearner(DeepVisionLearner):
             raise ValueError(f"IVLP needs text prompts (PROMPT_DEPTH_TEXT {depth_text}, N_CTX_TEXT {n_ctx_text} "
                              f"must both be >= 1); use the VPT trainer to prompt only the image tower")
         depth_text = prompt_depth(depth_text, len(clip_model.transformer.resblocks), "TRAINER.IVLP.PROMPT_DEPTH_TEXT")
-        ctx, phrase = short_phrase_context(clip_model, n_ctx_text, ctx_init, "TRAINER.IVLP")
+        ctx, phrase = init_context(clip_model, n_ctx_text, ctx_init, SHORT_PHRASE, "TRAINER.IVLP")
         self.ctx = nn.Parameter(ctx)
-        self.text_deep = deep_prompt_table(n_ctx_text, clip_model.text_width, depth_text)
+        self.text_deep = PromptLevels(depth_text - 1, n_ctx_text, clip_model.text_width)
         names = clean_classnames(classnames)
         self.register_buffer("tokens", clip.tokenize([f"{phrase} {name}." for name in names]).long(),
                              persistent=False)  # (C, L)
         self._init_vision(clip_model, n_ctx_vision, depth_vision, "TRAINER.IVLP.PROMPT_DEPTH_VISION")
-        logger.info('Initial text context: "%s"; text tokens %d (depth %d), vision tokens %d (depth %d)', phrase,
-                    n_ctx_text, depth_text, 0 if self.vision_shallow is None else n_ctx_vision,
-                    0 if self.vision_shallow is None else len(self.vision_deep) + 1)
+        vision = 0 if self.vision_shallow is None else len(self.vision_deep) + 1
+        logger.info("IVLP: text prompts at depth %d, vision prompts at depth %d", depth_text, vision)
 
     def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
-        return {"text": self.tokens, "shallow": self.ctx, "deep": as_deep(self.text_deep)}
+        return {"text": self.tokens, "shallow": self.ctx, "deep": deep_by_block(self.text_deep)}
 
 
 class OfficialKeysTrainer(PromptTrainer):
@@ -111,12 +101,12 @@ class IVLP(OfficialKeysTrainer):
     @classmethod
     def add_config(cls, cfg) -> None:
         cfg.TRAINER.IVLP = CN()
-        cfg.TRAINER.IVLP.N_CTX_VISION = 2  # prompt tokens per vision layer
-        cfg.TRAINER.IVLP.N_CTX_TEXT = 2  # prompt tokens per text layer
-        cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"  # text init words (only used when N_CTX_TEXT <= 4)
+        cfg.TRAINER.IVLP.N_CTX_VISION = 2  # learned tokens per prompted image-tower layer
+        cfg.TRAINER.IVLP.N_CTX_TEXT = 2  # learned tokens per prompted text-tower layer
+        cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"  # start of the text tokens, read only for N_CTX_TEXT <= 4
         cfg.TRAINER.IVLP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
-        cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9  # 0: no vision prompts (deep language prompting)
-        cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9  # >= 1; d = input + blocks 1..d-1
+        cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9  # prompted input + blocks 1..d-1; 0 = plain image tower
+        cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9  # >= 1, counted as for the image tower
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> IVLPPromptLearner:
         c = self.method_cfg

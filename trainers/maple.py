@@ -25,8 +25,8 @@ from clip import clip
 from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
-from .base import (PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames, prompt_depth, random_prompts,
-                   require_vit, short_phrase_context)
+from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
+from .prompts import SHORT_PHRASE, PromptLevels, deep_by_block, init_context, prompt_depth, require_vit
 
 logger = logging.getLogger(__name__)
 
@@ -41,30 +41,25 @@ class MaPLePromptLearner(PromptLearnerBase):
         blocks = min(clip_model.transformer.layers, clip_model.visual.transformer.layers)
         depth = prompt_depth(depth, blocks, "TRAINER.MAPLE.PROMPT_DEPTH", minimum=1)
         text_w, vision_w = clip_model.text_width, clip_model.vision_width
-        ctx, phrase = short_phrase_context(clip_model, n_ctx, ctx_init, "TRAINER.MAPLE")
-        logger.info('MaPLe: initial context "%s", %d context tokens, prompt depth %d', phrase, n_ctx, depth)
+        ctx, phrase = init_context(clip_model, n_ctx, ctx_init, SHORT_PHRASE, "TRAINER.MAPLE")
+        logger.info("MaPLe: prompts in the input and the first %d blocks of both towers", depth - 1)
         self.ctx = nn.Parameter(ctx)
         self.proj = nn.Linear(text_w, vision_w)
-        self.compound_prompts_text = nn.ParameterList([nn.Parameter(random_prompts(n_ctx, text_w))
-                                                       for _ in range(depth - 1)])
+        self.compound_prompts_text = PromptLevels(depth - 1, n_ctx, text_w)
         # The official code clones ONE initialised layer, so every deep projection starts identical.
         template = nn.Linear(text_w, vision_w)
         self.compound_prompt_projections = nn.ModuleList([copy.deepcopy(template) for _ in range(depth - 1)])
         tokens = clip.tokenize([f"{phrase} {name}." for name in clean_classnames(classnames)]).long()  # (C, L)
         self.register_buffer("tokens", tokens, persistent=False)
 
-    def deep_text(self) -> Dict[int, torch.Tensor]:
-        """``{block k + 1: text prompt k (n, Dt)}``."""
-        return {k + 1: prompt for k, prompt in enumerate(self.compound_prompts_text)}
-
     def vision_prompts(self) -> VisionPrompts:
         shallow = self.proj(self.ctx)  # (n, Dv)
-        deep = {block: layer(prompt) for (block, prompt), layer  # (n, Dv) each
-                in zip(self.deep_text().items(), self.compound_prompt_projections)}
-        return shallow, deep
+        deep = [layer(prompt) for layer, prompt  # (n, Dv) each
+                in zip(self.compound_prompt_projections, self.compound_prompts_text)]
+        return shallow, deep_by_block(deep)
 
     def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
-        return {"text": self.tokens, "shallow": self.ctx, "deep": self.deep_text()}
+        return {"text": self.tokens, "shallow": self.ctx, "deep": deep_by_block(self.compound_prompts_text)}
 
 
 @TRAINER_REGISTRY.register()
@@ -78,10 +73,10 @@ class MaPLe(PromptTrainer):
     @classmethod
     def add_config(cls, cfg) -> None:
         cfg.TRAINER.MAPLE = CN()
-        cfg.TRAINER.MAPLE.N_CTX = 2  # number of context tokens (text; the vision ones are projections)
-        cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"  # init words, used only when N_CTX <= 4
+        cfg.TRAINER.MAPLE.N_CTX = 2  # learned text tokens per prompted layer (the image ones are mapped from them)
+        cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"  # start of the text tokens, read only for N_CTX <= 4
         cfg.TRAINER.MAPLE.PREC = "fp16"  # fp16 | fp32 | amp | bf16
-        cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # J >= 1: prompts at the input + blocks 1..J-1 (1 = shallow MaPLe)
+        cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # J >= 1: prompted input + blocks 1..J-1; 1 prompts the input only
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> MaPLePromptLearner:
         c = self.method_cfg

@@ -15,7 +15,7 @@ Checkpoints carry the authors' key names (:func:`official_key_pairs`).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,33 +25,12 @@ from clip import clip
 from clip.model import CLIP, LayerNorm, ResidualAttentionBlock
 from engine import TRAINER_REGISTRY
 
-from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames, require_vit
+from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
+from .prompts import FIRST_WORDS, PromptLevels, deep_by_block, init_context, random_prompts, require_vit
 
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
-
-
-def context_from_words(clip_model: CLIP, n_ctx: int, ctx_init: str) -> Tuple[torch.Tensor, str]:
-    """Initial text context ``(n_ctx, Dt)`` and the phrase placed before each class name.
-
-    With ``ctx_init`` only its first ``n_ctx`` words enter the prompt (the authors' rule) and the context is
-    their token embeddings; without it the context is N(0, 0.02^2) and the phrase ``n_ctx`` placeholders.
-    """
-    if n_ctx < 1:
-        raise ValueError(f"N_CTX must be >= 1, got {n_ctx}")
-    if not ctx_init:
-        return torch.empty(n_ctx, clip_model.text_width).normal_(std=0.02), " ".join(["X"] * n_ctx)
-    words = ctx_init.replace("_", " ").split()
-    if n_ctx > len(words):
-        # The authors' code would take EOT/padding embeddings as context and overwrite the class name tokens.
-        raise ValueError(f"N_CTX ({n_ctx}) is larger than the number of CTX_INIT words ({len(words)}: "
-                         f"{ctx_init!r}); the class name would be dropped from the prompt. Use N_CTX <= "
-                         f"{len(words)}, a longer CTX_INIT, or CTX_INIT \"\" for a random context")
-    phrase = " ".join(words[:n_ctx])
-    with torch.no_grad():
-        emb = clip_model.token_embedding(clip.tokenize(phrase).long())  # (1, L, Dt)
-    return emb[0, 1:1 + n_ctx].float().clone(), phrase
 
 
 class LinearInjection(nn.Module):
@@ -94,8 +73,8 @@ class TransformerInjection(nn.Module):
 
 
 class MuDPTPromptLearner(PromptLearnerBase):
-    """Text prompts ``text_ctx`` (n, Dt) + ``text_deep`` (D-1, n, Dt); own visual prompts ``vision_ctx``
-    (n, Dv) + ``vision_deep`` (D-1, n, Dv) except in UMuDPT; ``text_to_vision`` / ``vision_to_text`` injections."""
+    """Text prompts ``text_ctx`` (n, Dt) + D-1 levels ``text_deep`` (n, Dt); own visual prompts ``vision_ctx``
+    (n, Dv) + ``vision_deep`` (n, Dv) except in UMuDPT; ``text_to_vision`` / ``vision_to_text`` injections."""
 
     def __init__(self, clip_model: CLIP, classnames: List[str], variant: str, n_ctx: int, ctx_init: str,
                  depth: int) -> None:
@@ -108,14 +87,14 @@ class MuDPTPromptLearner(PromptLearnerBase):
         require_vit(clip_model, variant)
         self.variant = variant
         dt, dv = clip_model.text_width, clip_model.vision_width
-        ctx, phrase = context_from_words(clip_model, n_ctx, ctx_init)
+        ctx, phrase = init_context(clip_model, n_ctx, ctx_init, FIRST_WORDS, f"TRAINER.{variant.upper()}")
         self.text_ctx = nn.Parameter(ctx)  # (n, Dt)
-        self.text_deep = nn.Parameter(torch.empty(depth - 1, n_ctx, dt).normal_(std=0.02))  # (D-1, n, Dt)
+        self.text_deep = PromptLevels(depth - 1, n_ctx, dt, single_draw=True)
         self.vision_ctx: Optional[nn.Parameter] = None
-        self.vision_deep: Optional[nn.Parameter] = None
+        self.vision_deep: Optional[PromptLevels] = None
         if variant != "UMuDPT":
-            self.vision_ctx = nn.Parameter(torch.empty(n_ctx, dv).normal_(std=0.02))  # (n, Dv)
-            self.vision_deep = nn.Parameter(torch.empty(depth - 1, n_ctx, dv).normal_(std=0.02))  # (D-1, n, Dv)
+            self.vision_ctx = nn.Parameter(random_prompts(n_ctx, dv))  # (n, Dv)
+            self.vision_deep = PromptLevels(depth - 1, n_ctx, dv, single_draw=True)
         self.vision_to_text: Optional[nn.Module] = None
         if variant == "MuDPT":
             self.text_to_vision: nn.Module = LinearInjection(dt, dv, with_shallow=True)
@@ -130,7 +109,7 @@ class MuDPTPromptLearner(PromptLearnerBase):
         names = clean_classnames(classnames)
         self.register_buffer("tokens", clip.tokenize([f"{phrase} {name}." for name in names]).long(),
                              persistent=False)  # (C, L)
-        logger.info('%s: initial context "%s", %d prompt tokens per level, depth %d', variant, phrase, n_ctx, depth)
+        logger.info("%s: prompts of %d tokens at depth %d in both towers", variant, n_ctx, depth)
 
     @staticmethod
     def _prompted_blocks(depth: int, num_blocks: int, tower: str) -> List[int]:
@@ -139,30 +118,32 @@ class MuDPTPromptLearner(PromptLearnerBase):
                            "%d..%d are unused", depth, tower, num_blocks, num_blocks, depth - 1)
         return list(range(1, min(depth, num_blocks)))
 
-    @staticmethod
-    def _deep_map(levels: torch.Tensor, blocks: Sequence[int]) -> Optional[Dict[int, torch.Tensor]]:
-        """``{block i: level i-1}`` for ``CLIP.encode_*``; None without deep levels."""
-        return {i: levels[i - 1] for i in blocks} or None
-
     def vision_prompts(self) -> VisionPrompts:
-        shallow, deep = self.text_to_vision(self.text_ctx, self.text_deep)  # (n, Dv), (D-1, n, Dv)
+        shallow, deep = self.text_to_vision(self.text_ctx, self.text_deep.stacked())  # (n, Dv), (D-1, n, Dv)
         if self.vision_ctx is not None:
             shallow = self.vision_ctx + shallow
-            deep = self.vision_deep + deep
-        return shallow, self._deep_map(deep, self.vision_blocks)
+            deep = self.vision_deep.stacked() + deep
+        return shallow, deep_by_block(deep, self.vision_blocks)
 
     def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
-        deep = self.text_deep  # (D-1, n, Dt)
+        deep = self.text_deep.stacked()  # (D-1, n, Dt)
         if self.vision_to_text is not None and self.text_blocks:
-            deep = deep + self.vision_to_text(None, self.vision_deep)[1]
-        return {"text": self.tokens, "shallow": self.text_ctx, "deep": self._deep_map(deep, self.text_blocks)}
+            deep = deep + self.vision_to_text(None, self.vision_deep.stacked())[1]
+        return {"text": self.tokens, "shallow": self.text_ctx, "deep": deep_by_block(deep, self.text_blocks)}
+
+
+def learner_key_prefix(variant: str) -> str:
+    """Where the authors' files keep ``variant``'s prompt learner."""
+    return f"{variant.lower()}_prompt_learner."
 
 
 def official_key_pairs(variant: str) -> List[Tuple[str, str]]:
-    """(our key prefix, the authors' key prefix) of every learnable tensor of ``variant``'s whole-model state."""
-    ours, theirs = "prompt_learner.", f"{variant.lower()}_prompt_learner."
-    pairs = [("text_ctx", theirs + "ctx"), ("text_deep", theirs + "deep_prompts")]
-    vision = [("vision_ctx", "image_encoder.visual_ctx"), ("vision_deep", "image_encoder.visual_ctx_deep_prompts")]
+    """(our key, the authors' key) of every learnable tensor of ``variant``'s whole-model state (the authors keep
+    each tower's deep levels in one stacked tensor)."""
+    ours, theirs = "prompt_learner.", learner_key_prefix(variant)
+    pairs = [("text_ctx", theirs + "ctx"), ("text_deep.{i}", theirs + "deep_prompts[{i}]")]
+    vision = [("vision_ctx", "image_encoder.visual_ctx"),
+              ("vision_deep.{i}", "image_encoder.visual_ctx_deep_prompts[{i}]")]
     if variant == "MuDPT":
         pairs += [("text_to_vision.shallow", theirs + "embed_projection"),
                   ("text_to_vision.deep", theirs + "deep_projections"), *vision,
@@ -188,9 +169,9 @@ class _MuDPTTrainer(PromptTrainer):
     @classmethod
     def add_config(cls, cfg) -> None:
         node = CN()
-        node.N_CTX = 2  # prompt tokens per level (text and vision)
-        node.CTX_INIT = "a photo of a"  # its first N_CTX words initialise the text context ("" = random)
-        node.DEEP_PROMPT_DEPTH = 8  # prompted levels counting the input (9 in every shipped config/script)
+        node.N_CTX = 2  # learned tokens per prompted layer, in each tower
+        node.CTX_INIT = "a photo of a"  # the text tokens start from its first N_CTX words ("" = random start)
+        node.DEEP_PROMPT_DEPTH = 8  # prompted layers, the input included (9 in every shipped config and script)
         node.PREC = "fp16"  # fp16 | fp32 | amp | bf16 (precision of the frozen CLIP)
         cfg.TRAINER[cls.CFG_NODE] = node
 
@@ -200,6 +181,9 @@ class _MuDPTTrainer(PromptTrainer):
 
     def official_keys(self) -> List[Tuple[str, str]]:
         return official_key_pairs(self.VARIANT)
+
+    def official_learner_prefix(self) -> str:
+        return learner_key_prefix(self.VARIANT)
 
 
 @TRAINER_REGISTRY.register()

@@ -37,7 +37,7 @@ class VPTPromptLearner(DeepVisionLearner):
         # Normalised once here; the frozen CLIP is still fp32 (precision is applied after the learner is built).
         feats = template_text_features(clip_model, classnames, [TEMPLATE])  # (C, E)
         self.register_buffer("text_features", feats, persistent=False)
-        logger.info('Vision prompting: %d tokens, depth %d; fixed text prompts "%s"', n_ctx,
+        logger.info('VPT: vision prompts of %d tokens at depth %d; class text from "%s"', n_ctx,
                     len(self.vision_deep) + 1, TEMPLATE)
 
     def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
@@ -63,10 +63,10 @@ class VPT(OfficialKeysTrainer):
     @classmethod
     def add_config(cls, cfg) -> None:
         cfg.TRAINER.VPT = CN()
-        cfg.TRAINER.VPT.N_CTX_VISION = 2  # prompt tokens per vision layer
-        cfg.TRAINER.VPT.CTX_INIT = "a photo of a"  # unused (the text prompts are fixed)
+        cfg.TRAINER.VPT.N_CTX_VISION = 2  # learned tokens per prompted image-tower layer
+        cfg.TRAINER.VPT.CTX_INIT = "a photo of a"  # accepted for the official configs; the class text is fixed
         cfg.TRAINER.VPT.PREC = "fp16"  # fp16 | fp32 | amp | bf16
-        cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # >= 1; d = input + blocks 1..d-1
+        cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # >= 1: prompted input + blocks 1..d-1
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> VPTPromptLearner:
         c = self.method_cfg

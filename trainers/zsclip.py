@@ -6,13 +6,12 @@ from typing import List, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from clip.model import CLIP, cast_model
 from engine import TRAINER_REGISTRY
 from engine.trainer import TrainerBase
 
-from .base import check_input_size, freeze, load_clip, template_text_features
+from .base import check_input_size, freeze, image_features, load_clip, template_text_features
 from .templates import IMAGENET_TEMPLATES_SELECT, template_for
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ class ZeroShotClassifier(nn.Module):
         self.register_buffer("text_features", feats, persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        img = F.normalize(self.clip.encode_image(image.to(self.clip.dtype)).float(), dim=-1)  # (B, E)
+        img = image_features(self.clip, image)  # (B, E)
         return self.clip.logit_scale.exp().float() * img @ self.text_features.t()  # (B, C)
 
 
@@ -43,7 +42,7 @@ class ZeroshotCLIP(TrainerBase):
         clip_model = freeze(load_clip(self.cfg))
         check_input_size(self.cfg, clip_model)
         templates = self.templates()
-        logger.info("Prompt templates (%d): %s", len(templates), templates)
+        logger.info("Zero-shot classifier from %d hand-written template(s): %s", len(templates), templates)
         # Text features are computed once in fp32; on a GPU the image tower runs in fp16 as the official code.
         self.model = ZeroShotClassifier(clip_model, list(self.dm.dataset.classnames), templates)
         self.precision = self.build_precision("fp16" if self.device.type == "cuda" else "fp32")

@@ -73,8 +73,8 @@ def test_whole_clip_files_ignore_frozen_and_warn_unexpected(caplog):
                   "mystery.weight": torch.zeros(2)})
     with caplog.at_level(logging.WARNING):
         report = load_learnable(model, state, source="full.pth",
-                                ignore_prefixes=("image_encoder.", "text_encoder.", "logit_scale"),
-                                ignore_suffixes=("token_prefix",))
+                                ignore_prefixes=("image_encoder.", "text_encoder.", "logit_scale",
+                                                 "prompt_learner.token_prefix"))
     assert report.unexpected == ["mystery.weight"] and "mystery.weight" in caplog.text
     # the engine knows no method's names: without the caller's list those keys are only "unexpected"
     assert "logit_scale" in load_learnable(FakeMaPLe(), state, source="full.pth").unexpected

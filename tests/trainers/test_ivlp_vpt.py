@@ -71,7 +71,7 @@ def test_language_only_has_no_vision_prompts(data_root, tmp_path, tiny_clip_path
     name, registered = _registered(trainer)
     assert name == "VLPromptLearner"
     learnable = {k for k, p in registered.named_parameters() if p.requires_grad}
-    assert learnable == {"prompt_learner.ctx", "prompt_learner.text_deep.1"}  # depth 12 capped at 2 blocks
+    assert learnable == {"prompt_learner.ctx", "prompt_learner.text_deep.0"}  # depth 12 capped: level 0 = block 1
     assert learner.vision_prompts() == (None, None)
     clip_model = trainer.model.clip
     # N_CTX_TEXT 4 <= 4: the context is the 4 word embeddings of "a photo of a".

@@ -101,12 +101,12 @@ def _ivlp_twin(trainer, learner, depth, with_vision):
                              "a photo of a", depth, learner.text_ctx.shape[0], depth if with_vision else 0)
     with torch.no_grad():
         twin.ctx.copy_(learner.text_ctx)
-        for i, p in twin.text_deep.items():
-            p.copy_(learner.text_deep[int(i) - 1])
+        for k, p in enumerate(twin.text_deep):
+            p.copy_(learner.text_deep[k])
         if with_vision:
             twin.vision_shallow.copy_(learner.vision_ctx)
-            for i, p in twin.vision_deep.items():
-                p.copy_(learner.vision_deep[int(i) - 1])
+            for k, p in enumerate(twin.vision_deep):
+                p.copy_(learner.vision_deep[k])
     return PromptedCLIP(clip_model, twin).eval()
 
 
@@ -145,7 +145,8 @@ def test_prompt_keeps_first_n_ctx_words_and_rejects_too_many(data_root, tmp_path
     assert torch.equal(learner.tokens, clip.tokenize([f"a photo {n}." for n in names]).long())
     word = trainer.model.clip.token_embedding(clip.tokenize("a photo").long())[0, 1:3].float()
     torch.testing.assert_close(learner.text_ctx.detach(), word)
-    assert learner.text_deep.shape == (2, 2, 64) and learner.text_blocks == [1] and learner.vision_blocks == [1]
+    assert learner.text_deep.stacked().shape == (2, 2, 64)
+    assert learner.text_blocks == [1] and learner.vision_blocks == [1]
     with pytest.raises(ValueError, match=r"N_CTX \(5\) is larger than the number of CTX_INIT words \(4"):
         MuDPTPromptLearner(trainer.model.clip, names, "MuDPT", 5, "a photo of a", 9)
     with pytest.raises(ValueError, match="DEEP_PROMPT_DEPTH is 0"):
@@ -174,3 +175,25 @@ def test_whole_model_official_checkpoint_loads(data_root, tmp_path, tiny_clip_pa
     assert sorted(loaded) == sorted(expected)
     for key, value in expected.items():
         torch.testing.assert_close(loaded[key], value, atol=0, rtol=0)
+
+
+def test_levels_past_the_last_block_are_kept_and_only_decay(data_root, tmp_path, tiny_clip_path):
+    # Depth 9 on the 2-block tiny CLIP: level 0 enters block 1; levels 1..7 keep the authors' tensor shapes, but no
+    # block reads them: their gradient is zero and SGD only applies weight decay, as to the rows of the authors'
+    # stacked tensor.
+    trainer = _build("MuDPT", data_root, tmp_path / "out", tiny_clip_path, _opts("MuDPT", 2, 9))
+    learner = trainer.model.prompt_learner
+    towers = (learner.text_deep, learner.vision_deep)
+    before = [[p.detach().clone() for p in tower] for tower in towers]
+    decay = 1 - trainer.get_current_lr() * trainer.cfg.OPTIM.WEIGHT_DECAY
+    trainer.set_model_mode("train")
+    trainer.forward_backward(next(iter(trainer.dm.train_loader_x)))
+    for tower, old in zip(towers, before):
+        assert len(tower) == 8 and tower[0].grad.abs().sum() > 0
+        for p, value in zip(list(tower)[1:], old[1:]):
+            assert torch.equal(p.grad, torch.zeros_like(p))
+            torch.testing.assert_close(p.detach(), value * decay, atol=0, rtol=1e-6)
+    trainer.save_model(0, str(tmp_path / "ckpt"))
+    saved = torch.load(tmp_path / "ckpt" / "MultimodalDeepPromptTuning" / "model.pth.tar-1", weights_only=False)
+    for key in ("mudpt_prompt_learner.deep_prompts", "image_encoder.visual_ctx_deep_prompts"):
+        assert saved["state_dict"][key].shape == (8, 2, 64)

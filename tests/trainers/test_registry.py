@@ -17,6 +17,9 @@ CONFIG["MaPLe"] = "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"  # depth 9 capped to t
 CONFIG["MuDPT"] = "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"  # levels past the tiny CLIP's blocks unused
 CONFIG["UMuDPT"] = "UMuDPT/vit_b16_bz4_ep5_nctx2_depth9.yaml"
 CONFIG["UUMuDPT"] = "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"
+# MuDPT keeps its levels past the tiny CLIP's last block (the authors' tensor shapes); no block reads them, so their
+# gradient is zero (test_mudpt checks that). Here depth 2: every learnable tensor is used.
+EVERY_LEVEL_USED = {v: [f"TRAINER.{v.upper()}.DEEP_PROMPT_DEPTH", "2"] for v in ("MuDPT", "UMuDPT", "UUMuDPT")}
 
 
 def _trainer(name, data_root, tmp_path, tiny_clip_path, extra=()):
@@ -27,7 +30,7 @@ def _trainer(name, data_root, tmp_path, tiny_clip_path, extra=()):
 
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_trainable_trainer_contract(name, data_root, tmp_path, tiny_clip_path):
-    trainer = _trainer(name, data_root, tmp_path, tiny_clip_path)
+    trainer = _trainer(name, data_root, tmp_path, tiny_clip_path, EVERY_LEVEL_USED.get(name, ()))
     batch = next(iter(trainer.dm.train_loader_x))
     assert set(batch) >= {"img", "label", "impath"}
     trainer.set_model_mode("train")
