@@ -147,9 +147,6 @@ class Protocols:
                          opts=("DATASET.NUM_SHOTS", self.shots, "DATASET.SUBSAMPLE_CLASSES", sub))
                 for sub in (["base", "new"] if weights else [self.env.get("SUB") or "new"])]
 
-    def reproduce(self, dataset: str, seed: str, weights: str) -> list:
-        return self.base2new_test(dataset, seed, weights)
-
     def xd_train(self, *args: str) -> list:
         dataset, seed = args if len(args) == 2 else ("imagenet", *args)  # CoCoOp's xd_train.sh takes SEED alone
         cfg = self.cfg(1, dataset)
@@ -163,8 +160,7 @@ class Protocols:
         out = f"{self.root}/evaluation/{self.trainer}/{cfg}_{self.shots}shots/{dataset}/seed{seed}"
         return [self.job(out, dataset, seed, self.tfile(cfg), *self.evaluate(model, self.tfile(cfg)))]
 
-    def reproduce_xd(self, dataset: str, seed: str, weights: str) -> list:
-        return self.xd_test(dataset, seed, weights)
+    reproduce, reproduce_xd = base2new_test, xd_test  # with WEIGHTSPATH, which their usage requires
 
     def few_shot(self, dataset: str, seed: str, *shots: str) -> list:
         shots = shots or (self.env.get("SHOTS_LIST") or "1 2 4 8 16").split()
