@@ -107,9 +107,7 @@ def step_flops(dims: Dict[str, int], batch: int, prompts: int, text_length: int,
 
 # ------------------------------------------------------------------------------------------ one arm (a worker)
 @dataclass
-class ArmSpec:
-    """Everything a worker needs to build its trainer (picklable)."""
-
+class ArmSpec:  # what a worker needs to build its trainer (picklable)
     method: str
     arm: str  # one of ARMS
     data_root: str
@@ -310,13 +308,12 @@ def plans_for(quick: bool, reps: int) -> Dict[str, Plan]:
 
 
 QUICK_NOTES = [
-    "--quick: CoOp, IVLP and MuDPT get 1 timed step per arm (after the warm-up) and no timed evaluation (their "
-    "logits are compared on 4 test images); MaPLe's evaluation: ours and the image floor twice each over 200 images "
-    "in ABBA order, the straightforward path once over 100 of them (throughput is compared per image); CoCoOp "
-    "evaluates 2 images (its text depends on the image: 200 test images x 100 classes at 77 tokens would take over "
-    "30 minutes on 2 cores).",
-    "CPU timings on a shared machine drift over minutes: arms alternate, and the matmul rate for the FLOP floor is "
-    "measured before every repetition."]
+    "--quick: CoOp, IVLP and MuDPT get 1 timed step per arm (after the warm-up) and no timed evaluation (logits "
+    "compared on 4 test images); MaPLe: ours and the image floor twice each over 200 images in ABBA order, the "
+    "straightforward path once over 100 (compared per image); CoCoOp evaluates 2 images (its text depends on the "
+    "image: 200 images x 100 classes at 77 tokens would take over 30 minutes on 2 cores).",
+    "CPU timings drift over minutes: arms alternate, and the matmul rate of the FLOP floor is measured every "
+    "repetition."]
 
 
 def _median(values: Sequence[float]) -> Optional[float]:
@@ -551,7 +548,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p.add_argument("--imagenet-index", action="store_true",
                    help="time ImageNet's listing cache instead (--classes, default 1000, x 100 train files)")
     p.add_argument("--classes", type=int, nargs="+", help="class counts (default: 100 quick, 500 1000 full)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), help=f"subset of {list(METHODS)}")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per arm after one warm-up")
     p.add_argument("--out", type=Path, help="also write the JSON report here")
@@ -562,16 +559,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         import trainers  # noqa: F401  (registers the trainers)
         from clip.tokenizer import get_tokenizer
-        from engine import TRAINER_REGISTRY
 
-        unknown = [m for m in args.methods if m not in METHODS]
-        if unknown:
-            raise SystemExit(f"unknown methods {unknown}; choose from {list(METHODS)}")
         get_tokenizer()  # fails here, once, with the fix when the BPE vocabulary is unavailable
-        report = run_benchmark(args.classes or ([100] if args.quick else [500, 1000]),
-                               [m for m in args.methods if m in TRAINER_REGISTRY], plans_for(args.quick, args.reps),
-                               Path(tmp), device=args.device, imagenet_names=not args.quick,
-                               quiet_wait_s=QUIET_WAIT_S if args.device == "cpu" else 0.0)
+        report = run_benchmark(args.classes or ([100] if args.quick else [500, 1000]), args.methods,
+                               plans_for(args.quick, args.reps), Path(tmp), device=args.device,
+                               imagenet_names=not args.quick, quiet_wait_s=QUIET_WAIT_S * (args.device == "cpu"))
     report["mode"] = "quick" if args.quick else "full"
     report["notes"] = QUICK_NOTES if args.quick else []
     print(format_table(report))

@@ -190,14 +190,13 @@ def to_csv(table: Table) -> str:
 
 
 def write_outputs(tables: list[Table], missing: list[str], fmt: str, out: Path | None) -> list[Path]:
-    """Markdown (one document) or CSV (one file per table + missing_runs.txt) into ``out``, or stdout."""
-    if out is None:
-        csv_text = "".join(f"# {t.name}: {t.title}\n{to_csv(t)}\n" for t in tables)
-        sys.stdout.write(to_markdown(tables, missing) if fmt == "md"
-                         else csv_text + "".join(f"# missing: {line}\n" for line in missing))
-        return []
+    """Markdown (one document) or CSV (one file per table + missing_runs.txt) into ``out``, or on stdout (CSV:
+    each file after a ``# <file name>`` line)."""
     files = {"tables.md": to_markdown(tables, missing)} if fmt == "md" else {
         **{f"{t.name}.csv": to_csv(t) for t in tables}, "missing_runs.txt": "".join(f"{m}\n" for m in missing)}
+    if out is None:
+        sys.stdout.write("".join(text if fmt == "md" else f"# {name}\n{text}\n" for name, text in files.items()))
+        return []
     for name, text in files.items():
         (out / name).write_text(text)
     return [out / name for name in files]

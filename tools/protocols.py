@@ -45,12 +45,13 @@ PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", 
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
            **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt")},
            "zsclip": {"zeroshot": "DATASET CFG"}}
+# the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
           "ucf101").split()
+DG_DATASETS = ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
 # run_all.sh PROTOCOL -> the scripts run per dataset and seed, the datasets, whether the ImageNet model comes first
 GRIDS = {"base2new": (("base2new_train", "base2new_test"), ELEVEN, False), "xd": (("xd_test",), ELEVEN[1:], True),
-         "dg": (("xd_test",), ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"], True),
-         "few_shot": (("few_shot",), ELEVEN, False)}
+         "dg": (("xd_test",), DG_DATASETS, True), "few_shot": (("few_shot",), ELEVEN, False)}
 
 
 class Job(NamedTuple):
