@@ -261,6 +261,25 @@ def test_unsafe_zip_member_is_refused(tmp_path):
     assert not (tmp_path / "escaped.txt").exists()
 
 
+def test_a_download_takes_its_final_name_only_once_verified(served, tmp_path, monkeypatch):
+    url, _, md5 = served
+    downloads, final, checked = tmp_path / "dl", tmp_path / "dl" / ARCHIVE, []
+    real_check = dataset_fetch.check_file
+
+    def spy(path, src):  # what exists while the checks run
+        checked.append((Path(path).name, final.exists()))
+        real_check(path, src)
+
+    monkeypatch.setattr(dataset_fetch, "check_file", spy)
+    with pytest.raises(dataset_fetch.PrepareError, match="md5 mismatch"):
+        dataset_fetch.obtain(Source(ARCHIVE, (f"{url}/{ARCHIVE}",), md5="0" * 32), str(downloads), str(tmp_path))
+    assert list(downloads.iterdir()) == []  # the rejected download left nothing, not even its temp file
+    path = dataset_fetch.obtain(Source(ARCHIVE, (f"{url}/{ARCHIVE}",), md5=md5), str(downloads), str(tmp_path))
+    assert path == str(final) and [p.name for p in downloads.iterdir()] == [ARCHIVE]
+    assert len(checked) == 2 and all(name.startswith(f".{ARCHIVE}.") and name.endswith(TEMP_SUFFIX) and not exists
+                                     for name, exists in checked)
+
+
 def test_root_scheme_copies_a_file_of_another_dataset(tmp_path):
     (tmp_path / "imagenet").mkdir()
     (tmp_path / "imagenet" / "classnames.txt").write_text("n01440764 tench\n")
