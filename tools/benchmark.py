@@ -2,16 +2,16 @@
 """Speed benchmark: the straightforward (official) computation vs ours, per method, in one run.
 
     python tools/benchmark.py --quick                      # CPU, 100 Caltech101 classes (~12 min on 2 idle cores)
-    python tools/benchmark.py --device cuda                # full mode: 500 and 1000 ImageNet-length classes
+    python tools/benchmark.py --device cuda                # full mode: 500 and 1000 ImageNet-length class names
     python tools/benchmark.py --classes 500 --methods MaPLe CoCoOp --reps 5 --out results.json
     python tools/benchmark.py --imagenet-index             # ImageNet's listing cache: cold vs cached
 
-Per method (official config, a random-weight CLIP of OpenAI's ViT-B/16 shape at 224 px, a synthetic Caltech101
-tree) two arms, each in its own process so that its peak memory is its own: ``straight`` (``MODEL.TRIM_TEXT``,
+Per method (official config, a random-weight CLIP of OpenAI's ViT-B/16 shape at 224 px, a toy Caltech101 tree)
+two arms, each in its own process so that its peak memory is its own: ``straight`` (``MODEL.TRIM_TEXT``,
 ``TEST.CACHE_TEXT``, ``TRAINER.COCOOP.BATCHED_TEXT`` off) and ``ours``. Timed steps alternate between the arms;
 evaluation compares their logits and times ours against the image tower alone (ABBA order). On CPU each
-repetition waits for idle CPUs, and a method measured under load is flagged ``contended``. The last line printed
-is one JSON object (also written to ``--out``). Speed claims come from this tool, never from unit tests.
+repetition waits up to a minute for idle CPUs, and a method measured under load is flagged ``contended``. The
+last line printed is one JSON object. Speed claims come from this tool, never from unit tests.
 """
 from __future__ import annotations
 
@@ -34,9 +34,7 @@ from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +42,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tools.make_toy_clip import make_toy_clip_state_dict  # noqa: E402
+from tools.make_toy_dataset import make_toy_dataset  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
@@ -52,17 +51,7 @@ METHODS = {"MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "CoOp": "CoOp/vit_b
            "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", "IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
            "MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"}
 ARMS = ("straight", "ours")
-
-# The 100 classes of CoOp's Caltech101 split in label order.
-CALTECH101_CLASSNAMES: List[str] = """
-face leopard motorbike accordion airplane anchor ant barrel bass beaver binocular bonsai brain brontosaurus buddha
-butterfly camera cannon car_side ceiling_fan cellphone chair chandelier cougar_body cougar_face crab crayfish
-crocodile crocodile_head cup dalmatian dollar_bill dolphin dragonfly electric_guitar elephant emu euphonium ewer
-ferry flamingo flamingo_head garfield gerenuk gramophone grand_piano hawksbill headphone hedgehog helicopter ibis
-inline_skate joshua_tree kangaroo ketch lamp laptop llama lobster lotus mandolin mayfly menorah metronome minaret
-nautilus octopus okapi pagoda panda pigeon pizza platypus pyramid revolver rhino rooster saxophone schooner scissors
-scorpion sea_horse snoopy soccer_ball stapler starfish stegosaurus stop_sign strawberry sunflower tick trilobite
-umbrella watch water_lilly wheelchair wild_cat windsor_chair wrench yin_yang""".split()
+QUIET_WAIT_S = 60.0  # on CPU, the longest wait for other programs to leave the CPUs idle before a repetition
 # Word pools for ImageNet-length names: CoOp's ImageNet names are mostly 1-3 words, a few hyphenated; the longest
 # prompt sets the trimmed text length, so the pools hold such words.
 _MODIFIERS = ("American European African Siberian Japanese Mexican great little common giant red black white grey "
@@ -80,7 +69,6 @@ def imagenet_length_names(n: int, seed: int = 0) -> List[str]:
     rng = random.Random(seed)
     counts, weights = zip(*_WORD_COUNTS)
     names = ["American red-breasted long-horned terrier"]
-    seen = set(names)
 
     def make(k: int, compound: bool) -> str:
         # a compound ("mothcrane") stands for ImageNet's rare single words that BPE splits ("hartebeest")
@@ -90,38 +78,11 @@ def imagenet_length_names(n: int, seed: int = 0) -> List[str]:
     while len(names) < n:
         k = rng.choices(counts, weights)[0]
         name = make(k, compound=False)
-        while name in seen:  # the pools run out: redraw as a compound word
+        while name in names:  # the pools run out: redraw as a compound word
             name = make(k, compound=True)
-        seen.add(name)
         names.append(name)
     rng.shuffle(names)
     return names[:n]
-
-
-def classnames_for(n: int, imagenet_like: bool) -> List[str]:
-    if imagenet_like:
-        return imagenet_length_names(n)
-    if not 2 <= n <= len(CALTECH101_CLASSNAMES):
-        raise ValueError(f"Caltech101 has {len(CALTECH101_CLASSNAMES)} classes; asked for {n} "
-                         "(use ImageNet-length names for more)")
-    return CALTECH101_CLASSNAMES[:n]
-
-
-def write_dataset(root: Path, classnames: Sequence[str], n_train: int, n_test: int, size: int = 8) -> Path:
-    """A Caltech101 tree of one tiny random image per class (the transform resizes it); the split cycles over
-    the classes: ``n_train`` train items (at least one per class), one val item per class, ``n_test`` test."""
-    rng = np.random.RandomState(0)
-    image_dir = Path(root) / "caltech-101" / "101_ObjectCategories"
-    rel_paths = []
-    for name in classnames:
-        (image_dir / name.replace(" ", "_")).mkdir(parents=True, exist_ok=True)
-        rel_paths.append(f"{name.replace(' ', '_')}/image_0001.jpg")
-        Image.fromarray(rng.randint(0, 256, (size, size, 3), dtype=np.uint8)).save(image_dir / rel_paths[-1])
-    c = len(classnames)
-    split = {key: [[rel_paths[i % c], i % c, classnames[i % c]] for i in range(count)]
-             for key, count in (("train", max(n_train, c)), ("val", c), ("test", n_test))}
-    (image_dir.parent / "split_zhou_Caltech101.json").write_text(json.dumps(split))
-    return Path(root)
 
 
 def tower_flops(sequences: int, length: int, width: int, layers: int, backward: bool) -> float:
@@ -146,29 +107,24 @@ def step_flops(dims: Dict[str, int], batch: int, prompts: int, text_length: int,
 
 # ------------------------------------------------------------------------------------------ one arm (a worker)
 @dataclass
-class ArmSpec:
-    """Everything a worker needs to build its trainer (picklable)."""
-
+class ArmSpec:  # what a worker needs to build its trainer (picklable)
     method: str
-    arm: str
+    arm: str  # one of ARMS
     data_root: str
     weights: str
     output_dir: str
     device: str = "cpu"
-    prec: Optional[str] = None  # None: fp32 on CPU, the config's own PREC on CUDA
     resolution: int = 224
     seed: int = 1
 
 
 def build_argv(spec: ArmSpec) -> List[str]:
-    """The arm's ``train.py`` command line: official flags + overrides selecting its speed paths."""
-    if spec.arm not in ARMS:
-        raise ValueError(f"arm must be one of {ARMS}, got {spec.arm!r}")
+    """The arm's ``train.py`` command line: official flags + overrides selecting its speed paths (fp32 on CPU,
+    the config's PREC on CUDA)."""
     on = str(spec.arm == "ours")
     opts = ["MODEL.TRIM_TEXT", on, "TEST.CACHE_TEXT", on] + (
         ["TRAINER.COCOOP.BATCHED_TEXT", on] if spec.method == "CoCoOp" else [])
-    prec = spec.prec or ("fp32" if spec.device == "cpu" else None)
-    opts += [f"TRAINER.{spec.method.upper()}.PREC", prec] if prec else []
+    opts += [f"TRAINER.{spec.method.upper()}.PREC", "fp32"] if spec.device == "cpu" else []
     return ["--root", spec.data_root, "--seed", str(spec.seed), "--trainer", spec.method,
             "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
             "--config-file", str(REPO / "configs/trainers" / METHODS[spec.method]), "--output-dir",
@@ -239,24 +195,22 @@ class ArmSession:
                 "device": str(self.trainer.device), "prec": self.trainer.precision.mode, "pid": os.getpid()}
 
     def memory(self, reset: bool = False) -> Dict[str, Any]:
-        """Memory (MB) now and its peak since the last ``reset`` (CUDA max allocated, or peak RSS: the process's
-        VmHWM, reset through /proc/self/clear_refs on Linux)."""
-        if reset and self.cuda:
-            torch.cuda.reset_peak_memory_stats()
-        elif reset:
+        """Memory (MB) now and its peak since the last ``reset``: CUDA max allocated, or peak RSS (VmHWM, reset
+        through /proc/self/clear_refs; where that cannot be written, the lifetime peak, model building included)."""
+        if self.cuda:
+            if reset:
+                torch.cuda.reset_peak_memory_stats()
+            return {"kind": "cuda_max_allocated", "peak_mb": torch.cuda.max_memory_allocated() / 2 ** 20,
+                    "current_mb": torch.cuda.memory_allocated() / 2 ** 20}
+        if reset:
             try:
                 Path("/proc/self/clear_refs").write_text("5")
                 self.rss_reset = True
             except OSError:
                 self.rss_reset = False
-        if self.cuda:
-            return {"kind": "cuda_max_allocated", "peak_mb": torch.cuda.max_memory_allocated() / 2 ** 20,
-                    "current_mb": torch.cuda.memory_allocated() / 2 ** 20}
         peak = _proc_status_mb("VmHWM") if self.rss_reset else None
-        if peak is None:  # the lifetime peak, model building included
-            lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-            return {"kind": "ru_maxrss_lifetime", "peak_mb": lifetime, "current_mb": _proc_status_mb("VmRSS")}
-        return {"kind": "peak_rss", "peak_mb": peak, "current_mb": _proc_status_mb("VmRSS")}
+        return {"kind": "ru_maxrss_lifetime" if peak is None else "peak_rss", "current_mb": _proc_status_mb("VmRSS"),
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 if peak is None else peak}
 
     def step(self) -> Dict[str, float]:
         """One ``forward_backward`` (optimizer step included). ``cpu_util`` = CPU seconds per wall second: about
@@ -320,15 +274,11 @@ class _ArmManager(BaseManager):
 _ArmManager.register("ArmSession", ArmSession)
 
 
-def _quiet_worker() -> None:
-    logging.basicConfig(level=logging.WARNING)
-
-
 def spawn_arm(spec: ArmSpec, stack: contextlib.ExitStack) -> ArmSession:
     """An :class:`ArmSession` in a process of its own (so its peak memory is its own), behind a proxy that
     raises the worker's exceptions here; closing ``stack`` ends the process."""
     manager = _ArmManager(ctx=mp.get_context("spawn"))
-    manager.start(_quiet_worker)
+    manager.start(functools.partial(logging.basicConfig, level=logging.WARNING))
     stack.callback(manager.shutdown)
     return manager.ArmSession(spec)
 
@@ -344,28 +294,26 @@ class Plan:
     check_images: int = 4  # images of the logit check when there is no timed evaluation
 
 
-def plans_for(quick: bool, reps: int, eval_images: int) -> Dict[str, Plan]:
+def plans_for(quick: bool, reps: int) -> Dict[str, Plan]:
     """--quick (2 CPU cores): the targets' measurements in full, the other methods reduced (``QUICK_NOTES``);
-    full mode: every method alike, CoCoOp on at most 100 images (its text depends on the image)."""
+    full mode: every method alike on 1000 test images, CoCoOp on 100 (its text depends on the image)."""
     if quick:
         secondary = Plan(reps=1, eval_images=0, straight_eval_images=0)
         return {"MaPLe": Plan(reps=reps, eval_images=200, straight_eval_images=100, eval_reps=2),
                 # 2 images = 2 x 100 class prompts per test image; the official loop at 77 tokens costs ~15 s each
                 "CoCoOp": Plan(reps=reps, eval_images=2, straight_eval_images=2),
                 "CoOp": secondary, "IVLP": secondary, "MuDPT": secondary}
-    plan = Plan(reps, eval_images, eval_images, reps, reps)
-    return {m: replace(plan, eval_images=min(eval_images, 100), straight_eval_images=min(eval_images, 100))
-            if m == "CoCoOp" else plan for m in METHODS}
+    plan = Plan(reps, 1000, 1000, reps, reps)
+    return {m: replace(plan, eval_images=100, straight_eval_images=100) if m == "CoCoOp" else plan for m in METHODS}
 
 
 QUICK_NOTES = [
-    "--quick: CoOp, IVLP and MuDPT get 1 timed step per arm (after the warm-up) and no timed evaluation (their "
-    "logits are compared on 4 test images); MaPLe's evaluation: ours and the image floor twice each over 200 images "
-    "in ABBA order, the straightforward path once over 100 of them (throughput is compared per image); CoCoOp "
-    "evaluates 2 images (its text depends on the image: 200 test images x 100 classes at 77 tokens would take over "
-    "30 minutes on 2 cores).",
-    "CPU timings on a shared machine drift over minutes: arms alternate, and the matmul rate for the FLOP floor is "
-    "measured before every repetition."]
+    "--quick: CoOp, IVLP and MuDPT get 1 timed step per arm (after the warm-up) and no timed evaluation (logits "
+    "compared on 4 test images); MaPLe: ours and the image floor twice each over 200 images in ABBA order, the "
+    "straightforward path once over 100 (compared per image); CoCoOp evaluates 2 images (its text depends on the "
+    "image: 200 images x 100 classes at 77 tokens would take over 30 minutes on 2 cores).",
+    "CPU timings drift over minutes: arms alternate, and the matmul rate of the FLOP floor is measured every "
+    "repetition."]
 
 
 def _median(values: Sequence[float]) -> Optional[float]:
@@ -514,22 +462,23 @@ def summarise(results: Dict[str, Dict[str, Any]], suffix: str = "") -> Dict[str,
 
 def run_benchmark(class_counts: Sequence[int], methods: Sequence[str], plans: Dict[str, Plan], workdir: Path,
                   device: str = "cpu", imagenet_names: bool = False, weights: Optional[Path] = None,
-                  resolution: int = 224, prec: Optional[str] = None, local: bool = False,
-                  quiet_wait_s: float = 0.0) -> Dict[str, Any]:
-    """Measure ``methods`` at each class count: per-method entries + the headline keys."""
+                  resolution: int = 224, local: bool = False, quiet_wait_s: float = 0.0) -> Dict[str, Any]:
+    """Measure ``methods`` at each class count (Caltech101's names, or ImageNet-length ones): per-method entries
+    + the headline keys. Without ``weights``, a random-weight ViT-B/16 CLIP is written into ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     if weights is None:
         weights = workdir / "clip_vit_b16_random_fp16.pt"
-        if not weights.exists():
-            logger.info("Writing a random-weight ViT-B/16 CLIP to %s", weights)
-            torch.save(make_toy_clip_state_dict(seed=0, preset="vitb16-224px"), weights)
+        logger.info("Writing a random-weight ViT-B/16 CLIP to %s", weights)
+        torch.save(make_toy_clip_state_dict(seed=0, preset="vitb16-224px"), weights)
     report: Dict[str, Any] = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
                               "class_counts": list(class_counts), "methods": {}}
     for count in class_counts:
         n_test = max(max(p.eval_images, p.straight_eval_images, p.check_images) for p in plans.values())
-        root = write_dataset(workdir / f"data_{count}", classnames_for(count, imagenet_names), 64, n_test)
-        base = ArmSpec(method="", arm="", data_root=str(root), weights=str(weights),
-                       output_dir=str(workdir / f"out_{count}"), device=device, prec=prec, resolution=resolution)
+        # a quarter of each class is test: enough classes x images for n_test, tiny images (the transform resizes)
+        make_toy_dataset(workdir / f"data_{count}", count, 4 * -(-n_test // count), size=8,
+                         classnames=imagenet_length_names(count) if imagenet_names else None)
+        base = ArmSpec(method="", arm="", data_root=str(workdir / f"data_{count}"), weights=str(weights),
+                       output_dir=str(workdir / f"out_{count}"), device=device, resolution=resolution)
         results = {}
         for method in methods:
             start = time.perf_counter()
@@ -563,7 +512,7 @@ def format_table(report: Dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ ImageNet listing cache
-def imagenet_index(root: Path, n_classes: int, per_class: int) -> None:
+def imagenet_index(root: Path, n_classes: int, per_class: int = 100) -> None:
     """Time the ImageNet train index and the whole reader on a fake tree (empty files; a tenth as many val
     images), cold (no cache) then cached. The OS still caches the fresh tree's directory entries: a real cold
     start (network file system, dropped caches) lists slower still."""
@@ -593,45 +542,28 @@ def imagenet_index(root: Path, n_classes: int, per_class: int) -> None:
         print(f"{what}: cold {times[0]:.3f} s, cached {times[1]:.3f} s ({times[0] / times[1]:.1f}x)")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU profile: 100 Caltech101 classes, reduced methods")
     p.add_argument("--imagenet-index", action="store_true",
-                   help="time ImageNet's listing cache instead (--classes, default 1000, x --per-class files)")
-    p.add_argument("--per-class", type=int, default=100, help="train images per class of --imagenet-index")
+                   help="time ImageNet's listing cache instead (--classes, default 1000, x 100 train files)")
     p.add_argument("--classes", type=int, nargs="+", help="class counts (default: 100 quick, 500 1000 full)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), help=f"subset of {list(METHODS)}")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per arm after one warm-up")
-    p.add_argument("--eval-images", type=int, default=1000, help="test images per evaluation (full mode)")
-    p.add_argument("--prec", choices=("fp32", "fp16", "bf16", "amp"), help="default: fp32 on CPU, config's on CUDA")
-    p.add_argument("--quiet-wait", type=float, default=60.0,
-                   help="before each repetition wait up to this many seconds for other programs to leave the CPUs "
-                        "idle (0: never wait)")
-    p.add_argument("--workdir", type=Path, help="where weights/data/outputs go (default: a temp dir)")
     p.add_argument("--out", type=Path, help="also write the JSON report here")
-    return p.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    args = parse_args(argv)
+    args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="prompt_bench_") as tmp:
         if args.imagenet_index:
-            return imagenet_index(args.workdir or Path(tmp), (args.classes or [1000])[0], args.per_class)
+            return imagenet_index(Path(tmp), (args.classes or [1000])[0])
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         import trainers  # noqa: F401  (registers the trainers)
         from clip.tokenizer import get_tokenizer
-        from engine import TRAINER_REGISTRY
 
-        unknown = [m for m in args.methods if m not in METHODS]
-        if unknown:
-            raise SystemExit(f"unknown methods {unknown}; choose from {list(METHODS)}")
         get_tokenizer()  # fails here, once, with the fix when the BPE vocabulary is unavailable
-        plans = plans_for(args.quick, args.reps, args.eval_images)
-        report = run_benchmark(args.classes or ([100] if args.quick else [500, 1000]),
-                               [m for m in args.methods if m in TRAINER_REGISTRY], plans, args.workdir or Path(tmp),
-                               device=args.device, imagenet_names=not args.quick, prec=args.prec,
-                               quiet_wait_s=args.quiet_wait if args.device == "cpu" else 0.0)
+        report = run_benchmark(args.classes or ([100] if args.quick else [500, 1000]), args.methods,
+                               plans_for(args.quick, args.reps), Path(tmp), device=args.device,
+                               imagenet_names=not args.quick, quiet_wait_s=QUIET_WAIT_S * (args.device == "cpu"))
     report["mode"] = "quick" if args.quick else "full"
     report["notes"] = QUICK_NOTES if args.quick else []
     print(format_table(report))

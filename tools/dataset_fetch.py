@@ -1,8 +1,9 @@
 """Download, verify and unpack dataset files; a file only ever appears under its final name once verified.
 
-Downloads go to ``<name>.part`` and are renamed after their length and checksums passed (:func:`write_via_part`);
-archives are unpacked into a scratch folder (tar with the ``data`` filter, zip with a path check) and their members
-moved into the dataset folder being built, which the caller renames into place only when everything succeeded.
+A download is written through ``fileio.atomic_write`` and its length and checksums are checked inside the write, so
+a failed check removes the temp file and the final name never appears. Archives are unpacked into a scratch folder
+(tar with the ``data`` filter, zip with a path check) and their members moved into the dataset folder being built,
+which the caller renames into place only when everything succeeded.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import zipfile
 import zlib
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Optional, Tuple
+
+from fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +52,6 @@ class Source:
         if set(raw) - allowed:
             raise ValueError(f"unknown source key(s) {sorted(set(raw) - allowed)}; allowed: {sorted(allowed)}")
         return cls(**{**raw, "urls": tuple(raw.get("urls", ())), "extract": tuple(map(tuple, raw.get("extract", ())))})
-
-
-def write_via_part(final: str, write: Callable[[str], None]) -> None:
-    """``write(part_path)`` fills ``<final>.part`` (and raises if what it wrote is not acceptable); only then is
-    it renamed to ``final``. A failed write leaves no ``.part`` behind."""
-    part = final + ".part"
-    try:
-        write(part)
-        os.replace(part, final)
-    finally:
-        if os.path.exists(part):
-            os.remove(part)
 
 
 def http_download(url: str, out_path: str) -> None:
@@ -144,12 +135,11 @@ def obtain(src: Source, download_dir: str, root: str, on_download: Optional[Call
             raise PrepareError(f"{final} is already there but fails the check ({err}); delete it and rerun") from err
         logger.info("Using %s", final)
         return final
-    os.makedirs(download_dir, exist_ok=True)
     errors = []
     for url in src.urls:
         logger.info("Downloading %s from %s", src.filename, url)
         try:
-            write_via_part(final, lambda part: (fetch_url(url, part, root), check_file(part, src)))
+            atomic_write(final, lambda temp: (fetch_url(url, temp, root), check_file(temp, src)))
         except PrepareError as err:
             logger.warning("%s: %s", url, err)
             errors.append(f"{url}: {err}")
@@ -211,5 +201,4 @@ def place_archive(archive: str, src: Source, scratch: str, dataset_dir: str) -> 
 
 def place_file(path: str, src: Source, dataset_dir: str) -> None:
     """Copy a downloaded plain file into ``dataset_dir`` (the download stays for the caller to keep or delete)."""
-    os.makedirs(dataset_dir, exist_ok=True)
-    write_via_part(os.path.join(dataset_dir, src.filename), lambda part: shutil.copyfile(path, part))
+    atomic_write(os.path.join(dataset_dir, src.filename), lambda temp: shutil.copyfile(path, temp))

@@ -1,23 +1,12 @@
 #!/usr/bin/env python
 """Nearest vocabulary words of every learned text context vector of a checkpoint (CoOp's interpretation).
 
-For each context vector, the ``topk`` tokens of CLIP's vocabulary whose token embeddings are closest in
-Euclidean distance (``torch.cdist``, as the official CoOp ``interpret_prompt.py``), with the distances.
-
-Text prompts found in a checkpoint (official key names):
-
-- ``ctx`` / ``prompt_learner.ctx``: the shallow prompt (layer 0); ``(n, D)`` unified or ``(C, n, D)`` per class
-  (CoOp CSC);
-- ``prompt_learner.compound_prompts_text.<i>``: MaPLe's deep text prompt entering layer ``i + 1``;
-- ``text_encoder.transformer.resblocks.<i>.VPT_shallow``: IVLP's deep text prompt entering layer ``i``.
-
-Vision prompts live in another space (no vocabulary) and are skipped; ``--keys`` picks keys explicitly.
-
-Usage::
+For each context vector, the ``topk`` tokens whose token embeddings are closest in Euclidean distance, with the
+distances. Text prompts are found by their official key names (``_TEXT_PROMPT_KEYS``); vision prompts have no
+vocabulary and are skipped.
 
     python tools/interpret_prompt.py output/.../prompt_learner/model.pth.tar-50 3     # official arguments
-    python tools/interpret_prompt.py CKPT --topk 5 --clip ViT-B/16
-    python tools/interpret_prompt.py output/.../seed1 --clip /path/to/ViT-B-16.pt      # a run folder: last epoch
+    python tools/interpret_prompt.py output/.../seed1 --topk 5 --clip ViT-B/16       # a run folder: last epoch
 """
 from __future__ import annotations
 
@@ -36,7 +25,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from engine.checkpoint import load_checkpoint
 
-# (pattern, layer of the prompt given the captured block index or None for the shallow prompt)
+# (key pattern, the layer its prompt enters): the shallow ``ctx`` ((n, D), or (C, n, D) per class), MaPLe's deep
+# text prompts, IVLP's deep text prompts.
 _TEXT_PROMPT_KEYS = [
     (re.compile(r"(?:^|\.)ctx$"), lambda m: 0),
     (re.compile(r"(?:^|\.)compound_prompts_text\.(\d+)$"), lambda m: int(m.group(1)) + 1),
@@ -50,7 +40,7 @@ class PromptWords:
     """Nearest words of one prompt tensor: ``indices``/``distances`` have the tensor's shape with D -> topk."""
 
     key: str
-    layer: int | None
+    layer: int
     shape: tuple[int, ...]
     indices: torch.Tensor  # (..., n, topk) long
     distances: torch.Tensor  # (..., n, topk) float
@@ -97,31 +87,20 @@ def resolve_checkpoint(path: Path) -> Path:
     return files[-1]
 
 
-def interpret(state_dict: dict[str, torch.Tensor], embedding: torch.Tensor, topk: int,
-              keys: Sequence[str] | None = None) -> list[PromptWords]:
-    """Nearest tokens of every text prompt of ``state_dict`` (or of ``keys``) against ``embedding`` (V, D)."""
-    if keys:
-        unknown = [k for k in keys if k not in state_dict]
-        if unknown:
-            raise KeyError(f"keys not in the checkpoint: {unknown}; it holds {sorted(state_dict)}")
-        selected = [(k, None) for k in keys]
-    else:
-        selected = text_prompt_keys(state_dict)
+def interpret(state_dict: dict[str, torch.Tensor], embedding: torch.Tensor, topk: int) -> list[PromptWords]:
+    """Nearest tokens of every text prompt of ``state_dict`` against ``embedding`` (V, D)."""
+    selected = text_prompt_keys(state_dict)
     if not selected:
-        raise ValueError(f"no text prompt in the checkpoint (keys: {sorted(state_dict)}); name them with --keys")
-    report = []
-    for key, layer in selected:
-        indices, distances = nearest_tokens(state_dict[key], embedding, topk)
-        report.append(PromptWords(key, layer, tuple(state_dict[key].shape), indices, distances))
-    return report
+        raise ValueError(f"no text prompt in the checkpoint (keys: {sorted(state_dict)})")
+    return [PromptWords(key, layer, tuple(state_dict[key].shape), *nearest_tokens(state_dict[key], embedding, topk))
+            for key, layer in selected]
 
 
 def format_report(report: list[PromptWords], decoder: dict[int, str]) -> str:
     """One line per context vector: ``<position>: [words] [distances]`` (the official script's lines)."""
     lines = []
     for prompt in report:
-        where = f", layer {prompt.layer}" if prompt.layer is not None else ""
-        lines.append(f"{prompt.key} {list(prompt.shape)}{where}")
+        lines.append(f"{prompt.key} {list(prompt.shape)}, layer {prompt.layer}")
         per_class = prompt.indices.dim() == 3
         for pos in itertools.product(*map(range, prompt.indices.shape[:-1])):  # (token,) or (class, token)
             idx, dist = prompt.indices[pos].tolist(), prompt.distances[pos].tolist()
@@ -130,21 +109,14 @@ def format_report(report: list[PromptWords], decoder: dict[int, str]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The official positional arguments (fpath, topk) plus --topk, --clip and --keys."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Prints the report; returns 1 on a clear error (no checkpoint, no prompt, width mismatch)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("fpath", type=Path, help="checkpoint file, or a run folder (its last-epoch model)")
     parser.add_argument("topk_pos", nargs="?", type=int, default=None, metavar="topk", help="as --topk")
     parser.add_argument("--topk", type=int, default=3, help="number of nearest words per vector (3)")
     parser.add_argument("--clip", default="ViT-B/16", help="CLIP name or checkpoint giving the token embedding")
-    parser.add_argument("--keys", nargs="+", default=None, help="state_dict keys to interpret (default: all text "
-                                                                "prompts)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: prints the report; returns 1 on a clear error (no checkpoint, no prompt, width mismatch)."""
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     topk = args.topk_pos if args.topk_pos is not None else args.topk
     from clip import clip  # imported here: --help needs no model code
     from clip.tokenizer import get_tokenizer
@@ -154,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dict = load_checkpoint(str(path))["state_dict"]
         model, _ = clip.load(args.clip, device="cpu")
         embedding = model.token_embedding.weight.detach()  # (V, D)
-        report = interpret(state_dict, embedding, topk, args.keys)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
+        report = interpret(state_dict, embedding, topk)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     print(f"Checkpoint {path}; token embedding {tuple(embedding.shape)}; top-{topk} nearest words (Euclidean)")

@@ -1,10 +1,7 @@
 #!/usr/bin/env python
 """Turn an output tree into the papers' tables, for every protocol found in it (base-to-novel, cross-dataset,
-domain generalisation, few-shot), with the missing runs; see the README's "Results tables".
-
-A cell is ``mean +- std (n)`` over the seeds found (population std, as parse_test_res.py). The base-to-novel
-average row's HM is the HM of the mean base and mean novel accuracy, as the papers compute it. Expected runs are
-``--seeds`` x the paper's datasets / shots; each one without a result is listed with its reason.
+domain generalisation, few-shot), with the missing runs, as Markdown, CSV or PNG plots; see the README's
+"Results tables". A cell is ``mean +- std (n)`` over the seeds found (population std, as parse_test_res.py).
 """
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ import argparse
 import csv
 import io
 import logging
+import math
 import re
 import sys
 from pathlib import Path
@@ -192,17 +190,77 @@ def to_csv(table: Table) -> str:
 
 
 def write_outputs(tables: list[Table], missing: list[str], fmt: str, out: Path | None) -> list[Path]:
-    """Markdown (one document) or CSV (one file per table + missing_runs.txt) into ``out``, or stdout."""
-    if out is None:
-        csv_text = "".join(f"# {t.name}: {t.title}\n{to_csv(t)}\n" for t in tables)
-        sys.stdout.write(to_markdown(tables, missing) if fmt == "md"
-                         else csv_text + "".join(f"# missing: {line}\n" for line in missing))
-        return []
+    """Markdown (one document) or CSV (one file per table + missing_runs.txt) into ``out``, or on stdout (CSV:
+    each file after a ``# <file name>`` line)."""
     files = {"tables.md": to_markdown(tables, missing)} if fmt == "md" else {
         **{f"{t.name}.csv": to_csv(t) for t in tables}, "missing_runs.txt": "".join(f"{m}\n" for m in missing)}
+    if out is None:
+        sys.stdout.write("".join(text if fmt == "md" else f"# {name}\n{text}\n" for name, text in files.items()))
+        return []
     for name, text in files.items():
         (out / name).write_text(text)
     return [out / name for name in files]
+
+
+def _number(value: Value) -> float:
+    """NaN where there is no number: matplotlib leaves a gap."""
+    if isinstance(value, Cell):
+        return value.mean if value.n else math.nan
+    if value is None or isinstance(value, str):
+        return math.nan
+    return float(getattr(value, "value", value))  # a Partial average or a float
+
+
+def _has_number(row: list[Value]) -> bool:
+    return any(not math.isnan(_number(v)) for v in row[1:])
+
+
+def plot_tables(tables: list[Table], out: Path) -> list[Path]:
+    """Every plot the tables allow, written into ``out``."""
+    import matplotlib  # here, so that the tables need no matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for table in (t for t in tables if t.name.startswith("base2new_") and t.name != "base2new_summary"):
+        rows = [r for r in table.rows if _has_number(r)]
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.0))
+        for i, label in enumerate(("Base", "Novel", "HM")):
+            ax.bar([j + (i - 1) * 0.27 for j in range(len(rows))], [_number(r[i + 1]) for r in rows], 0.27,
+                   label=label, color=f"C{i}")
+        ax.set_xticks(range(len(rows)), [str(r[0]).split(" (")[0] for r in rows], rotation=45, ha="right")
+        ax.set(ylabel="accuracy (%)", ylim=(0, 100))
+        ax.set_title(table.title, fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
+        figures.append((fig, out / f"{table.name}.png"))
+    few_shot = [t for t in tables if t.name.startswith("few_shot_")]
+    # A panel per row with a number in some table (in table order): datasets without any run are left out.
+    names = list(dict.fromkeys(str(row[0]) for t in few_shot for row in t.rows if _has_number(row)))
+    if names:
+        cols = min(4, len(names))
+        n_rows = math.ceil(len(names) / cols)
+        fig, axes = plt.subplots(n_rows, cols, figsize=(3.2 * cols, 2.6 * n_rows), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            for table in few_shot:
+                row = next((r for r in table.rows if str(r[0]) == name), None)
+                if row is not None:
+                    ax.plot([int(c.split()[0]) for c in table.columns[1:]], [_number(v) for v in row[1:]],
+                            marker="o", ms=3, label=table.title.split(": ", 1)[-1])
+            ax.set_xscale("log", base=2)
+            ax.set_xticks([1, 2, 4, 8, 16], labels=["1", "2", "4", "8", "16"])
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("shots per class", fontsize=8)
+            ax.set_ylabel("accuracy (%)", fontsize=8)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=6)
+        figures.append((fig, out / "few_shot.png"))
+    for fig, path in figures:
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return [path for _, path in figures]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,8 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         directory.mkdir(parents=True, exist_ok=True)
     written = write_outputs(tables, missing, args.format, args.out)
     if plots:
-        from tools.plot_tables import plot_tables  # matplotlib only when asked for
-
         written += plot_tables(tables, plots)
     for path in written:
         logger.info("wrote %s", path)

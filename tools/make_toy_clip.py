@@ -1,20 +1,17 @@
 #!/usr/bin/env python
-"""Random-weight CLIP checkpoints in OpenAI's state_dict layout, for tests and the quickstart.
+"""Random-weight CLIP checkpoints in OpenAI's state_dict layout, for tests, the quickstart and the benchmark.
 
-One builder serves every size: the architecture of a preset is our own ``clip.model.CLIP`` built on the meta
-device, so the keys and shapes are by construction the ones ``clip.load`` expects; only the values are made here.
-
-Presets:
+A preset's architecture is our own ``clip.model.CLIP`` built on the meta device, so keys and shapes are by
+construction what ``clip.load`` expects; only the values are made here. Presets:
     toy           tiny ViT (vision width 64, 2 blocks, patch 16, 32 px; text width 64, 2 blocks; embed 32), for
                   fast end-to-end tests; widths and block counts can be overridden
     vitb16-32px   ViT-B/16 widths (vision 768 x 12, text 512 x 12, embed 512) at 32 px: the parity test weights
     vitb16-224px  the same at 224 px (the benchmark's model)
     rn50-64px     the RN50 ModifiedResNet (stem 64, blocks 3-4-6-3) with the 512 x 12 text tower, at 64 px
 
-Value rule (it defines the golden fixtures' weights, so it is frozen): one ``numpy.random.RandomState(seed)``
-draws ``standard_normal(shape)`` for every key in ``sorted()`` key order, except ``logit_scale`` (log(1/0.07),
-stored with shape [1]) and BatchNorm ``num_batches_tracked`` (int64 0), which draw nothing. A draw ``z`` becomes
-
+Value rule (frozen: it defines the golden fixtures' weights): one ``numpy.random.RandomState(seed)`` draws
+``standard_normal(shape)`` for every key in ``sorted()`` key order, except ``logit_scale`` (log(1/0.07), stored
+with shape [1]) and BatchNorm ``num_batches_tracked`` (int64 0), which draw nothing. A draw ``z`` becomes
     biases                                      0.02 z
     LayerNorm / BatchNorm scales                1 + 0.1 z
     BatchNorm running mean / variance           0.1 z  /  1 + 0.1 |z|
@@ -23,7 +20,6 @@ stored with shape [1]) and BatchNorm ``num_batches_tracked`` (int64 0), which dr
     visual.proj, text_projection (in, out)      z / sqrt(in)
     token / positional / class embeddings       z / sqrt(width)
     every other matrix (out, in)                z / sqrt(in)
-
 computed in float64 and rounded to float16 (numpy, round to nearest even), as OpenAI's released files are fp16.
 The scales keep the residual stream O(1) through 12 pre-LN blocks; centring the ResNet filters keeps image
 features of different images apart (plain 1/sqrt(fan_in) filters made them identical to 4 decimals).
@@ -50,18 +46,15 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from clip.model import CLIP, LayerNorm, ModifiedResNet  # noqa: E402
 
-_TEXT = dict(context_length=77, vocab_size=49408)
+_VITB16 = dict(embed_dim=512, image_resolution=32, vision_layers=12, vision_width=768, vision_patch_size=16,
+               transformer_width=512, transformer_heads=8, transformer_layers=12, context_length=77, vocab_size=49408)
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "toy": dict(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
-                transformer_width=64, transformer_heads=1, transformer_layers=2, **_TEXT),
-    "vitb16-32px": dict(embed_dim=512, image_resolution=32, vision_layers=12, vision_width=768, vision_patch_size=16,
-                        transformer_width=512, transformer_heads=8, transformer_layers=12, **_TEXT),
-    "vitb16-224px": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                         vision_patch_size=16, transformer_width=512, transformer_heads=8, transformer_layers=12,
-                         **_TEXT),
-    "rn50-64px": dict(embed_dim=1024, image_resolution=64, vision_layers=(3, 4, 6, 3), vision_width=64,
-                      vision_patch_size=None, transformer_width=512, transformer_heads=8, transformer_layers=12,
-                      **_TEXT),
+    "toy": dict(_VITB16, embed_dim=32, vision_layers=2, vision_width=64, transformer_width=64, transformer_heads=1,
+                transformer_layers=2),
+    "vitb16-32px": _VITB16,
+    "vitb16-224px": dict(_VITB16, image_resolution=224),
+    "rn50-64px": dict(_VITB16, embed_dim=1024, image_resolution=64, vision_layers=(3, 4, 6, 3), vision_width=64,
+                      vision_patch_size=None),
 }
 EMBEDDING_LEAVES = ("positional_embedding", "class_embedding")
 

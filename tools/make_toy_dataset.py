@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write a toy dataset in the official Caltech101 layout (for the quickstart and tests).
+"""Write a toy dataset in the official Caltech101 layout (quickstart, tests, benchmark).
 
 Usage: python tools/make_toy_dataset.py DATA_ROOT [--classes 10] [--per-class 16] [--size 32] [--seed 0]
 
@@ -12,14 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-# Real Caltech101 class names, so the prompts tokenize like real ones.
-CLASSNAMES = ["face", "leopard", "motorbike", "airplane", "accordion", "anchor", "ant", "barrel", "bass",
-              "beaver", "binocular", "bonsai", "brain", "brontosaurus", "buddha", "butterfly"]
+# The 100 classes of CoOp's Caltech101 split in label order: real names, so the prompts tokenize like real ones.
+CALTECH101_CLASSNAMES: List[str] = """
+face leopard motorbike accordion airplane anchor ant barrel bass beaver binocular bonsai brain brontosaurus buddha
+butterfly camera cannon car_side ceiling_fan cellphone chair chandelier cougar_body cougar_face crab crayfish
+crocodile crocodile_head cup dalmatian dollar_bill dolphin dragonfly electric_guitar elephant emu euphonium ewer
+ferry flamingo flamingo_head garfield gerenuk gramophone grand_piano hawksbill headphone hedgehog helicopter ibis
+inline_skate joshua_tree kangaroo ketch lamp laptop llama lobster lotus mandolin mayfly menorah metronome minaret
+nautilus octopus okapi pagoda panda pigeon pizza platypus pyramid revolver rhino rooster saxophone schooner scissors
+scorpion sea_horse snoopy soccer_ball stapler starfish stegosaurus stop_sign strawberry sunflower tick trilobite
+umbrella watch water_lilly wheelchair wild_cat windsor_chair wrench yin_yang""".split()
 
 
 def _image(rng: np.random.RandomState, label: int, size: int) -> Image.Image:
@@ -30,11 +37,12 @@ def _image(rng: np.random.RandomState, label: int, size: int) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
-def make_toy_dataset(root: Path, n_classes: int = 10, per_class: int = 16, size: int = 32,
-                     seed: int = 0) -> Path:
-    """Write the toy tree under ``root`` and return the dataset folder (``root/caltech-101``)."""
-    if not 2 <= n_classes <= len(CLASSNAMES):
-        raise ValueError(f"--classes must be between 2 and {len(CLASSNAMES)}, got {n_classes}")
+def make_toy_dataset(root: Path, n_classes: int = 10, per_class: int = 16, size: int = 32, seed: int = 0,
+                     classnames: Optional[Sequence[str]] = None) -> Path:
+    """Write the toy tree under ``root`` and return the dataset folder (``root/caltech-101``); ``classnames``
+    (any number; a space becomes ``_`` in the folder name) replaces the first ``n_classes`` Caltech101 names."""
+    if classnames is None and not 2 <= n_classes <= len(CALTECH101_CLASSNAMES):
+        raise ValueError(f"--classes must be between 2 and {len(CALTECH101_CLASSNAMES)}, got {n_classes}")
     if per_class < 4:
         raise ValueError(f"--per-class must be at least 4 (train/val/test need images), got {per_class}")
     rng = np.random.RandomState(seed)
@@ -42,10 +50,11 @@ def make_toy_dataset(root: Path, n_classes: int = 10, per_class: int = 16, size:
     image_dir = dataset_dir / "101_ObjectCategories"
     split: Dict[str, List] = {"train": [], "val": [], "test": []}
     n_train, n_val = per_class // 2, per_class // 4
-    for label, name in enumerate(CLASSNAMES[:n_classes]):
-        (image_dir / name).mkdir(parents=True, exist_ok=True)
+    for label, name in enumerate(classnames or CALTECH101_CLASSNAMES[:n_classes]):
+        folder = name.replace(" ", "_")
+        (image_dir / folder).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            rel = f"{name}/image_{i + 1:04d}.jpg"
+            rel = f"{folder}/image_{i + 1:04d}.jpg"
             _image(rng, label, size).save(image_dir / rel, quality=95)
             part = "train" if i < n_train else "val" if i < n_train + n_val else "test"
             split[part].append([rel, label, name])

@@ -1,10 +1,10 @@
 """Mean and spread of the test results of an experiment's seed folders (same arguments and report as the
 official parse_test_res.py of CoOp/MaPLe).
 
-Each seed folder is read from ``results.json`` when present (full precision), else from the last
-``=> result`` block of ``log.txt`` after the end of training (any block with ``--test-log``). Where a block
-prints ``total`` and ``correct``, accuracy and error are recomputed from them (the official logs round to one
-decimal). The spread is ``numpy.std`` (ddof=0), or ``1.96 * std / sqrt(n)`` with ``--ci95``.
+A seed folder's result is its ``results.json`` (full precision), else the last ``=> result`` block of its
+``log.txt`` after the end of training (any block with ``--test-log``), where ``total`` and ``correct`` (when
+printed) give the exact accuracy behind the rounded one. The spread is ``numpy.std`` (ddof=0), or
+``1.96 * std / sqrt(n)`` with ``--ci95``.
 
     python tools/parse_test_res.py output/base2new/test_new/caltech101/shots_16/CoOp/vit_b16_ctxv1 --test-log
     python tools/parse_test_res.py output/caltech101/CoOp --multi-exp --ci95
@@ -18,12 +18,12 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 RESULTS_FILE = "results.json"
-DEFAULT_LOG = "log.txt"
+LOG_FILE = "log.txt"
 _END_OF_TRAINING = re.compile(r"\bFinish(ed)? training\b")  # older Dassl prints "Finish training"
 _BLOCK_START = "=> result"
 # "* name: value[%]"; Dassl prints counts with thousands separators ("* total: 50,000").
@@ -51,16 +51,6 @@ class Summary:
     skipped: list[str]
 
 
-def _refine_with_counts(block: dict[str, float]) -> dict[str, float]:
-    total, correct = block.get("total"), block.get("correct")
-    if not total or correct is None:
-        return block
-    exact = 100.0 * correct / total
-    if "accuracy" in block and abs(block["accuracy"] - exact) > _ROUNDING_SLACK:
-        return block  # not the plain correct/total accuracy: keep what was printed
-    return {**block, "accuracy": exact, "error": 100.0 - exact}
-
-
 def parse_log(path: str | Path, test_log: bool = False) -> dict[str, float] | None:
     """Metrics of the last ``=> result`` block of a log (after the end-of-training line unless ``test_log``),
     or None: an unfinished training run has no result."""
@@ -80,37 +70,27 @@ def parse_log(path: str | Path, test_log: bool = False) -> dict[str, float] | No
             last = current or last
             current = None
     last = current or last
-    return _refine_with_counts(last) if last else None
-
-
-def _find_metrics(obj: Any) -> dict[str, float] | None:
-    """The metric dict of a results.json payload: flat, or nested under a split / "results" / a list."""
-    if isinstance(obj, list):
-        return next(filter(None, map(_find_metrics, reversed(obj))), None)
-    if not isinstance(obj, dict):
-        return None
-    flat = {_ALIASES.get(k, k): float(v) for k, v in obj.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if "accuracy" in flat:
-        return flat
-    preferred = [k for k in ("test", "results", "final") if k in obj]
-    keys = preferred + [k for k in obj if k not in preferred]
-    return next(filter(None, (_find_metrics(obj[k]) for k in keys)), None)
+    if not last or not last.get("total") or "correct" not in last:
+        return last
+    exact = 100.0 * last["correct"] / last["total"]
+    if "accuracy" in last and abs(last["accuracy"] - exact) > _ROUNDING_SLACK:
+        return last  # not the plain correct/total accuracy: keep what was printed
+    return {**last, "accuracy": exact, "error": 100.0 - exact}
 
 
 def read_results_json(path: str | Path) -> dict[str, float] | None:
-    """Test metrics of a ``results.json``; None for a *val* result (``TEST.FINAL_MODEL best_val`` writes one
-    after each epoch) or a file without accuracy. Raises on bad JSON."""
+    """The numbers of a ``results.json`` (train.py writes one flat object); None for a *val* result
+    (``TEST.FINAL_MODEL best_val`` writes one after each epoch) or a file without accuracy. Raises on bad JSON."""
     with open(path, encoding="utf-8") as handle:
         payload = json.load(handle)
-    if isinstance(payload, dict) and payload.get("split", "test") != "test":
+    if not isinstance(payload, dict) or payload.get("split", "test") != "test":
         return None
-    metrics = _find_metrics(payload)
-    return _refine_with_counts(metrics) if metrics else None
+    metrics = {_ALIASES.get(k, k): float(v) for k, v in payload.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return metrics if "accuracy" in metrics else None
 
 
-def parse_run_dir(run_dir: str | Path, test_log: bool = False,
-                  log_name: str = DEFAULT_LOG) -> tuple[RunResult | None, str]:
+def parse_run_dir(run_dir: str | Path, test_log: bool = False) -> tuple[RunResult | None, str]:
     """Result of one seed folder, or None and a note saying what was looked at."""
     run_dir = Path(run_dir)
     notes = []
@@ -125,24 +105,26 @@ def parse_run_dir(run_dir: str | Path, test_log: bool = False,
             return RunResult(results_path, metrics), ""
         notes = notes or [f"{RESULTS_FILE} holds no test result"]
     # The plain log, then the copies a reused folder rotated away (log.txt-<timestamp>): the last with a result wins.
-    logs = [run_dir / log_name] if (run_dir / log_name).is_file() else []
-    for log_path in reversed(logs + sorted(p for p in run_dir.glob(f"{log_name}-*") if p.is_file())):
+    logs = [run_dir / LOG_FILE] if (run_dir / LOG_FILE).is_file() else []
+    for log_path in reversed(logs + sorted(p for p in run_dir.glob(f"{LOG_FILE}-*") if p.is_file())):
         metrics = parse_log(log_path, test_log=test_log)
         if metrics:
             return RunResult(log_path, metrics), ""
-    wanted = "an '=> result' block"
-    if not test_log:
-        wanted += " after 'Finished training' (an evaluation-only log needs --test-log)"
-    notes.append(f"no {RESULTS_FILE} with an accuracy and no {log_name} with {wanted}")
+    notes.append(f"no {RESULTS_FILE} with an accuracy and no {_wanted(test_log)}")
     return None, f"{run_dir}: " + "; ".join(notes)
 
 
-def read_runs(run_dirs: Sequence[Path], keyword: str = "accuracy", test_log: bool = False,
-              log_name: str = DEFAULT_LOG) -> tuple[dict[Path, RunResult], dict[Path, str]]:
+def _wanted(test_log: bool) -> str:
+    return f"'=> result' block in {LOG_FILE}" + ("" if test_log else " after 'Finished training' (evaluation-only "
+                                                                     "runs need --test-log)")
+
+
+def read_runs(run_dirs: Sequence[Path], keyword: str = "accuracy",
+              test_log: bool = False) -> tuple[dict[Path, RunResult], dict[Path, str]]:
     """The folders' results that have ``keyword``, and why each other folder has none."""
     runs, problems = {}, {}
     for run_dir in run_dirs:
-        run, note = parse_run_dir(run_dir, test_log=test_log, log_name=log_name)
+        run, note = parse_run_dir(run_dir, test_log=test_log)
         if run is not None and keyword in run.metrics:
             runs[run_dir] = run
         else:
@@ -155,23 +137,21 @@ def _subdirs(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])  # seed2<10
 
 
-def parse_dir(directory: str | Path, keyword: str = "accuracy", test_log: bool = False, ci95: bool = False,
-              log_name: str = DEFAULT_LOG) -> Summary:
+def parse_dir(directory: str | Path, keyword: str = "accuracy", test_log: bool = False,
+              ci95: bool = False) -> Summary:
     """Every seed folder of ``directory`` (or the directory itself when it is one run) and the mean and spread
-    (numpy std with ddof=0, or 1.96 * std / sqrt(n)) of each metric all runs have, ``keyword`` first."""
+    of each metric all runs have, ``keyword`` first."""
     directory = Path(directory)
     if not directory.is_dir():
         raise NoResultsError(f"{directory} is not a directory")
     run_dirs = _subdirs(directory)
-    if not run_dirs and ((directory / RESULTS_FILE).is_file() or (directory / DEFAULT_LOG).is_file()):
+    if not run_dirs and ((directory / RESULTS_FILE).is_file() or (directory / LOG_FILE).is_file()):
         run_dirs = [directory]
-    found, problems = read_runs(run_dirs, keyword, test_log, log_name)
+    found, problems = read_runs(run_dirs, keyword, test_log)
     runs, skipped = list(found.values()), list(problems.values())
     if not runs:
-        wanted = f"'{keyword}' in {RESULTS_FILE} or in the final '=> result' block of {log_name}"
-        if not test_log:
-            wanted += " after 'Finished training' (add --test-log for evaluation-only runs)"
-        raise NoResultsError(f"{directory}: no seed folder has a result; looked for {wanted}")
+        raise NoResultsError(f"{directory}: no seed folder has a result; looked for '{keyword}' in {RESULTS_FILE} "
+                             f"or in the last {_wanted(test_log)}")
     summary = Summary(directory, runs, {}, {}, skipped)
     for name in dict.fromkeys([keyword, "accuracy", "error", "macro_f1"]):
         if all(name in r.metrics for r in runs):
@@ -192,7 +172,8 @@ def format_summary(summary: Summary) -> str:
     return "\n".join(lines + ["==="])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Returns the exit status: 1 when nothing is found."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("directory", type=str, help="an experiment's folder of seed folders (with --multi-exp: of experiments)")
@@ -200,14 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--test-log", action="store_true", help="the logs are from evaluation-only runs: take their last result")
     add("--multi-exp", action="store_true", help="each sub-folder is an experiment: report each and their mean")
     add("--keyword", default="accuracy", type=str, help="metric to report first (accuracy, error, macro_f1)")
-    add("--log-name", default=DEFAULT_LOG, type=str, help="name of the log file in each seed folder")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Returns the exit status: 1 when nothing is found."""
-    args = build_parser().parse_args(argv)
-    options = dict(keyword=args.keyword, test_log=args.test_log, ci95=args.ci95, log_name=args.log_name)
+    args = parser.parse_args(argv)
+    options = dict(keyword=args.keyword, test_log=args.test_log, ci95=args.ci95)
     directory = Path(args.directory)
     summaries, failures = [], []
     try:

@@ -1,13 +1,9 @@
 #!/usr/bin/env python
 """Download, unpack and verify the 15 benchmark datasets in the official CoOp layout, or check a tree.
 
-    python tools/prepare_datasets.py --root $DATA caltech101 oxford_pets      # prepare some datasets (or: all)
-    python tools/prepare_datasets.py --root $DATA --check [names...]          # verify only (default: all)
-    python tools/prepare_datasets.py --list-sources                           # where each file comes from
-
 A dataset is assembled in a scratch folder inside ``--root`` and renamed into place only once the real reader
 read it with the official split sizes; a failure leaves nothing but verified downloads (reused by the next run).
-ImageNet (licence) and StanfordCars (dead links) print what to put where and exit non-zero. See docs/DATASETS.md.
+Usage, sources and the manual steps: docs/DATASETS.md.
 """
 from __future__ import annotations
 
@@ -37,9 +33,7 @@ Counts = Tuple[Optional[int], Optional[int], Optional[int]]
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """One entry of tools/dataset_sources.yaml (which explains the fields); ``name`` is the config name."""
-
+class DatasetSpec:  # an entry of tools/dataset_sources.yaml (which explains the fields); name = the config name
     name: str
     reader: str
     folder: str
@@ -262,7 +256,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("names", nargs="*", help="datasets to prepare/check (config or reader names, or 'all')")
     p.add_argument("--root", default=os.environ.get("DATA"), help="the data root (DATASET.ROOT; default: $DATA)")
     p.add_argument("--check", action="store_true", help="only verify the existing tree (default: all datasets)")
-    p.add_argument("--no-files", "--counts-only", dest="check_files", action="store_false",
+    p.add_argument("--no-files", dest="check_files", action="store_false",
                    help="do not test that every image of the splits exists (faster on ImageNet)")
     p.add_argument("--max-list", type=int, default=20, help="missing paths listed per dataset (0 = all)")
     p.add_argument("--download-dir", help=f"where archives are looked for and saved (default: ROOT/"
@@ -271,14 +265,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="rebuild a dataset whose folder exists but fails the check")
     p.add_argument("--sources", help="JSON file replacing the sources of some datasets (mirrors; tests)")
     p.add_argument("--list-sources", action="store_true", help="print the source table and exit")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final report")
     return p.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Returns the exit status: 0 when every requested dataset is ready (or passes --check)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         specs = load_specs(args.sources)
         names = resolve_names(args.names or ["all"], specs)

@@ -45,12 +45,13 @@ PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", 
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
            **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt")},
            "zsclip": {"zeroshot": "DATASET CFG"}}
+# the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
           "ucf101").split()
+DG_DATASETS = ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
 # run_all.sh PROTOCOL -> the scripts run per dataset and seed, the datasets, whether the ImageNet model comes first
 GRIDS = {"base2new": (("base2new_train", "base2new_test"), ELEVEN, False), "xd": (("xd_test",), ELEVEN[1:], True),
-         "dg": (("xd_test",), ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"], True),
-         "few_shot": (("few_shot",), ELEVEN, False)}
+         "dg": (("xd_test",), DG_DATASETS, True), "few_shot": (("few_shot",), ELEVEN, False)}
 
 
 class Job(NamedTuple):
@@ -147,9 +148,6 @@ class Protocols:
                          opts=("DATASET.NUM_SHOTS", self.shots, "DATASET.SUBSAMPLE_CLASSES", sub))
                 for sub in (["base", "new"] if weights else [self.env.get("SUB") or "new"])]
 
-    def reproduce(self, dataset: str, seed: str, weights: str) -> list:
-        return self.base2new_test(dataset, seed, weights)
-
     def xd_train(self, *args: str) -> list:
         dataset, seed = args if len(args) == 2 else ("imagenet", *args)  # CoCoOp's xd_train.sh takes SEED alone
         cfg = self.cfg(1, dataset)
@@ -163,8 +161,7 @@ class Protocols:
         out = f"{self.root}/evaluation/{self.trainer}/{cfg}_{self.shots}shots/{dataset}/seed{seed}"
         return [self.job(out, dataset, seed, self.tfile(cfg), *self.evaluate(model, self.tfile(cfg)))]
 
-    def reproduce_xd(self, dataset: str, seed: str, weights: str) -> list:
-        return self.xd_test(dataset, seed, weights)
+    reproduce, reproduce_xd = base2new_test, xd_test  # with WEIGHTSPATH, which their usage requires
 
     def few_shot(self, dataset: str, seed: str, *shots: str) -> list:
         shots = shots or (self.env.get("SHOTS_LIST") or "1 2 4 8 16").split()

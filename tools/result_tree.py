@@ -15,16 +15,13 @@ from typing import Union
 import numpy as np
 
 from tools.parse_test_res import read_runs
+from tools.protocols import DG_DATASETS, ELEVEN
 
-# The 11 datasets of the base-to-novel and few-shot tables, in the papers' order, with their printed names.
-PAPER_DATASETS = {
-    "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
-    "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
-    "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT", "ucf101": "UCF101",
-}
-XD_TARGETS = [name for name in PAPER_DATASETS if name != "imagenet"]
-DG_TARGETS = {"imagenetv2": "ImageNet-V2", "imagenet_sketch": "ImageNet-S", "imagenet_a": "ImageNet-A",
-              "imagenet_r": "ImageNet-R"}
+# The datasets of the tables (those the scripts run, in the papers' order) with their printed names.
+PAPER_DATASETS = dict(zip(ELEVEN, "ImageNet Caltech101 OxfordPets StanfordCars Flowers102 Food101 FGVCAircraft SUN397 "
+                                  "DTD EuroSAT UCF101".split()))
+XD_TARGETS = ELEVEN[1:]
+DG_TARGETS = dict(zip(DG_DATASETS, ("ImageNet-V2", "ImageNet-S", "ImageNet-A", "ImageNet-R")))
 _SEED_DIR = re.compile(r"^seed(\d+)$")
 _SHOTS_DIR = re.compile(r"^(.+)_(\d+)shots$")
 

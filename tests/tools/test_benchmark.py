@@ -9,18 +9,22 @@ import json
 import pytest
 import torch
 
-from tools.benchmark import (CALTECH101_CLASSNAMES, ArmSpec, Plan, build_argv, classnames_for, format_table,
-                             imagenet_length_names, run_benchmark, spawn_arm, step_flops, tower_flops, write_dataset)
+from tools.benchmark import (ArmSpec, Plan, build_argv, format_table, imagenet_length_names, run_benchmark, spawn_arm,
+                             step_flops, tower_flops)
+from tools.make_toy_dataset import CALTECH101_CLASSNAMES, make_toy_dataset
 
 HEADLINE = ("maple_train_speedup", "cocoop_train_speedup", "eval_vs_image_floor", "maple_memory_ratio",
             "max_logit_diff")
 
 
-def test_caltech_names_are_coop_split_order():
+def test_caltech_names_are_coop_split_order(tmp_path, fixtures_dir):
     assert len(CALTECH101_CLASSNAMES) == len(set(CALTECH101_CLASSNAMES)) == 100
     assert CALTECH101_CLASSNAMES[:5] == ["face", "leopard", "motorbike", "accordion", "airplane"]
-    with pytest.raises(ValueError, match="Caltech101 has 100"):
-        classnames_for(101, imagenet_like=False)
+    # the official split's labels (a subset of the classes in the golden fixture) follow the same order
+    official = json.loads((fixtures_dir / "splits_caltech101.json").read_text())["cases"]["shots1_seed1_all"]
+    assert official["classnames"] == sorted(official["classnames"], key=CALTECH101_CLASSNAMES.index)
+    with pytest.raises(ValueError, match="between 2 and 100"):
+        make_toy_dataset(tmp_path, n_classes=101)
 
 
 def test_imagenet_length_names_distinct_and_deterministic():
@@ -50,16 +54,18 @@ def test_arm_argv_selects_the_paths():
     assert argv[argv.index("TRAINER.COCOOP.PREC") + 1] == "fp32"
     ours = build_argv(ArmSpec(method="MaPLe", arm="ours", data_root="/d", weights="/w.pt", output_dir="/o"))
     assert ours[ours.index("MODEL.TRIM_TEXT") + 1] == "True" and "TRAINER.COCOOP.BATCHED_TEXT" not in ours
-    with pytest.raises(ValueError, match="arm must be"):
-        build_argv(ArmSpec(method="MaPLe", arm="fast", data_root="/d", weights="/w.pt", output_dir="/o"))
+    cuda = build_argv(ArmSpec(method="MaPLe", arm="ours", data_root="/d", weights="/w.pt", output_dir="/o",
+                              device="cuda"))
+    assert "TRAINER.MAPLE.PREC" not in cuda and cuda[cuda.index("USE_CUDA") + 1] == "True"  # the config's PREC
 
 
-def test_dataset_split_sizes(tmp_path):
-    root = write_dataset(tmp_path, ["a b", "c"], n_train=5, n_test=7)
-    split = json.loads((root / "caltech-101" / "split_zhou_Caltech101.json").read_text())
-    assert [len(split[k]) for k in ("train", "val", "test")] == [5, 2, 7]
-    assert split["test"][:3] == [["a_b/image_0001.jpg", 0, "a b"], ["c/image_0001.jpg", 1, "c"],
-                                 ["a_b/image_0001.jpg", 0, "a b"]]
+def test_toy_dataset_with_imagenet_length_names(tmp_path):
+    dataset = make_toy_dataset(tmp_path, per_class=8, size=8, classnames=["a b", "c"])
+    split = json.loads((dataset / "split_zhou_Caltech101.json").read_text())
+    assert [len(split[k]) for k in ("train", "val", "test")] == [8, 4, 4]
+    assert split["test"][:3] == [["a_b/image_0007.jpg", 0, "a b"], ["a_b/image_0008.jpg", 0, "a b"],
+                                 ["c/image_0007.jpg", 1, "c"]]
+    assert (dataset / "101_ObjectCategories" / "a_b" / "image_0007.jpg").is_file()
 
 
 def test_benchmark_report_on_tiny_clip(tiny_clip_path, tmp_path):
@@ -88,8 +94,8 @@ def test_arm_in_its_own_process(tiny_clip_path, tmp_path):
     import contextlib
     import os
 
-    root = write_dataset(tmp_path / "data", ["cat", "dog"], n_train=8, n_test=2)
-    spec = ArmSpec(method="MaPLe", arm="ours", data_root=str(root), weights=str(tiny_clip_path),
+    make_toy_dataset(tmp_path / "data", n_classes=2, per_class=8, size=8)
+    spec = ArmSpec(method="MaPLe", arm="ours", data_root=str(tmp_path / "data"), weights=str(tiny_clip_path),
                    output_dir=str(tmp_path / "out"), resolution=32)
     with contextlib.ExitStack() as stack:
         arm = spawn_arm(spec, stack)

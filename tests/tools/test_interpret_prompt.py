@@ -108,5 +108,3 @@ def test_errors(tmp_path, tiny_clip_path, capsys):
     _save(path, {"meta_net.linear1.weight": torch.zeros(4, 64)})
     assert main([str(path), "--clip", str(tiny_clip_path)]) == 1
     assert "no text prompt" in capsys.readouterr().err
-    assert main([str(path), "--keys", "ctx", "--clip", str(tiny_clip_path)]) == 1
-    assert "keys not in the checkpoint" in capsys.readouterr().err

@@ -176,6 +176,10 @@ def test_markdown_and_csv_rendering(tree):
 def test_cli_writes_markdown_csv_and_png(tree, tmp_path, capsys):
     assert main([str(tree)]) == 0
     assert "| Caltech101 | 98.00 +- 0.82 (3) |" in capsys.readouterr().out
+    assert main([str(tree), "--format", "csv"]) == 0  # every file on stdout, each after its name
+    text = capsys.readouterr().out
+    assert "# base2new_summary.csv\nSetting,Datasets,Base,Novel,HM\n" in text
+    assert "# missing_runs.txt\n" in text and "dtd base: seed 3 missing" in text
     out = tmp_path / "tables"
     assert main([str(tree), "--format", "csv", "--out", str(out), "--plot"]) == 0
     names = sorted(p.name for p in out.iterdir())

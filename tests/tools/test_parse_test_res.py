@@ -112,32 +112,32 @@ def test_official_logs(fixtures_dir, tmp_path, method, acc, f1):
     assert parse_dir(tmp_path / "test", test_log=True).mean["accuracy"] == pytest.approx(100 * acc)
 
 
-def test_official_new_log_by_name(fixtures_dir, tmp_path):
+def test_official_new_log(fixtures_dir, tmp_path):
     run = tmp_path / "exp" / "seed1"
     run.mkdir(parents=True)
-    shutil.copy(fixtures_dir / "train_runs" / "caltech101" / "CoOp" / "log_eval_new.txt", run)
-    summary = parse_dir(tmp_path / "exp", test_log=True, log_name="log_eval_new.txt")
+    shutil.copy(fixtures_dir / "train_runs" / "caltech101" / "CoOp" / "log_eval_new.txt", run / "log.txt")
+    summary = parse_dir(tmp_path / "exp", test_log=True)
     assert summary.mean["accuracy"] == pytest.approx(100 * 2 / 30)
-    assert summary.runs[0].source.name == "log_eval_new.txt"
+    assert summary.runs[0].source == run / "log.txt"
 
 
 def test_results_json_only_and_preferred(tmp_path):
-    flat = tmp_path / "exp" / "seed1"
-    nested = tmp_path / "exp" / "seed2"
+    plain = tmp_path / "exp" / "seed1"
+    test_split = tmp_path / "exp" / "seed2"
     both = tmp_path / "exp" / "seed3"
-    for d in (flat, nested, both):
+    for d in (plain, test_split, both):
         d.mkdir(parents=True)
-    (flat / "results.json").write_text(json.dumps({"accuracy": 30.555555, "error": 69.444445, "macro_f1": 17.1}))
-    (nested / "results.json").write_text(json.dumps(
-        {"split": "test", "test": {"accuracy": 40.0, "error_rate": 60.0, "macro_f1": 20.0, "total": 10}}))
-    (both / "results.json").write_text(json.dumps({"results": [{"accuracy": 50.0, "error": 50.0, "macro_f1": 30.0}]}))
+    (plain / "results.json").write_text(json.dumps({"accuracy": 30.555555, "error": 69.444445, "macro_f1": 17.1}))
+    (test_split / "results.json").write_text(json.dumps(
+        {"split": "test", "accuracy": 40.0, "error_rate": 60.0, "macro_f1": 20.0, "total": 10}))
+    (both / "results.json").write_text(json.dumps({"accuracy": 50.0, "error": 50.0, "macro_f1": 30.0}))
     (both / "log.txt").write_text(_log_text(10.0, 90.0, 5.0))  # a stale log: results.json wins
     summary = parse_dir(tmp_path / "exp")
     assert [r.source.name for r in summary.runs] == ["results.json"] * 3
     assert [r.metrics["accuracy"] for r in summary.runs] == [30.555555, 40.0, 50.0]
     assert summary.mean["error"] == pytest.approx(np.mean([69.444445, 60.0, 50.0]))
     assert summary.spread["macro_f1"] == pytest.approx(np.std([17.1, 20.0, 30.0]))
-    assert read_results_json(nested / "results.json")["error"] == 60.0
+    assert read_results_json(test_split / "results.json")["error"] == 60.0
 
 
 def test_results_json_as_our_train_py_writes_it(tmp_path):

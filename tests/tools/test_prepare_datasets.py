@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from fileio import TEMP_SUFFIX
 from tools import dataset_fetch, prepare_datasets
 from tools.dataset_fetch import Source
 from tools.make_toy_dataset import make_toy_dataset
@@ -94,18 +95,18 @@ def _sources_file(tmp_path: Path, base: str, archive_urls, md5=None, split_url=N
 
 
 def _leftovers(root: Path):
-    """Anything a failed prepare must not leave: partial files, scratch folders, a dataset folder."""
+    """Anything a failed prepare must not leave: temp files of downloads, scratch folders, a dataset folder."""
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.name.endswith(".part") or p.name.startswith(".prepare-") or p.name == "caltech-101")
+                  if p.name.endswith(TEMP_SUFFIX) or p.name.startswith(".prepare-") or p.name == "caltech-101")
 
 
 def test_prepare_downloads_extracts_and_check_passes(served, tmp_path, capsys):
     url, _, md5 = served
     root = tmp_path / "data"
     sources = _sources_file(tmp_path, url, [f"{url}/{ARCHIVE}"], md5=md5)
-    assert prepare_datasets.main(["--root", str(root), "--sources", sources, "-q", "caltech101"]) == 0
+    assert prepare_datasets.main(["--root", str(root), "--sources", sources, "caltech101"]) == 0
     dataset = root / "caltech-101"
     assert (dataset / SPLIT_NAME).is_file()
     assert len(list((dataset / "101_ObjectCategories").glob("*/*.jpg"))) == 12
@@ -258,6 +259,25 @@ def test_unsafe_zip_member_is_refused(tmp_path):
     with pytest.raises(dataset_fetch.PrepareError, match="outside"):
         dataset_fetch.extract_archive(str(bad), str(tmp_path / "out"))
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_a_download_takes_its_final_name_only_once_verified(served, tmp_path, monkeypatch):
+    url, _, md5 = served
+    downloads, final, checked = tmp_path / "dl", tmp_path / "dl" / ARCHIVE, []
+    real_check = dataset_fetch.check_file
+
+    def spy(path, src):  # what exists while the checks run
+        checked.append((Path(path).name, final.exists()))
+        real_check(path, src)
+
+    monkeypatch.setattr(dataset_fetch, "check_file", spy)
+    with pytest.raises(dataset_fetch.PrepareError, match="md5 mismatch"):
+        dataset_fetch.obtain(Source(ARCHIVE, (f"{url}/{ARCHIVE}",), md5="0" * 32), str(downloads), str(tmp_path))
+    assert list(downloads.iterdir()) == []  # the rejected download left nothing, not even its temp file
+    path = dataset_fetch.obtain(Source(ARCHIVE, (f"{url}/{ARCHIVE}",), md5=md5), str(downloads), str(tmp_path))
+    assert path == str(final) and [p.name for p in downloads.iterdir()] == [ARCHIVE]
+    assert len(checked) == 2 and all(name.startswith(f".{ARCHIVE}.") and name.endswith(TEMP_SUFFIX) and not exists
+                                     for name, exists in checked)
 
 
 def test_root_scheme_copies_a_file_of_another_dataset(tmp_path):
