@@ -20,7 +20,7 @@ COOP = ["TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.PREC", "fp32", "DATALOADER.TRAI
 @pytest.fixture()
 def registry(monkeypatch):
     """TRAINER_REGISTRY, restored after the test (test-only trainers registered inside a test leave no trace)."""
-    monkeypatch.setattr(TRAINER_REGISTRY, "_obj_map", dict(TRAINER_REGISTRY._classes))
+    monkeypatch.setattr(TRAINER_REGISTRY, "_classes", dict(TRAINER_REGISTRY._classes))
     return TRAINER_REGISTRY
 
 
