@@ -244,7 +244,8 @@ class ModifiedResNet(nn.Module):
 class CLIP(nn.Module):
     """Contrastive image-text model; argument names follow OpenAI's constructor.
 
-    ``vision_layers`` is an int for a ViT image tower and a 4-tuple of block counts for a ModifiedResNet.
+    ``vision_layers`` is an int for a ViT image tower and a 4-tuple of block counts for a ModifiedResNet. The
+    weights are left uninitialised: build it with :func:`build_model`, which loads every value from a checkpoint.
     """
 
     def __init__(self, embed_dim: int, image_resolution: int, vision_layers: Union[int, Sequence[int]],
@@ -269,26 +270,6 @@ class CLIP(nn.Module):
         self.ln_final = LayerNorm(transformer_width)
         self.text_projection = nn.Parameter(torch.empty(transformer_width, embed_dim))
         self.logit_scale = nn.Parameter(torch.empty(()))
-        # build_model constructs on the meta device and loads every value from the checkpoint; random init
-        # there would only cost time (normal_ on meta tensors imports torch._dynamo, ~3 s).
-        if not self.logit_scale.is_meta:
-            self.reset_parameters()
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Random init for a CLIP built from scratch (checkpoint loading overwrites every tensor)."""
-        for name, param in self.named_parameters():
-            if name.endswith("bias"):
-                param.zero_()
-            elif name.endswith("class_embedding"):
-                param.normal_(std=param.shape[0] ** -0.5)
-            elif param.dim() == 1:  # LayerNorm / BatchNorm scales
-                param.fill_(1.0)
-            elif name.endswith("proj") or name == "text_projection":  # applied as x @ W, W is (in, out)
-                param.normal_(std=param.shape[0] ** -0.5)
-            elif param.dim() >= 2:  # (out, in, ...) weights and (rows, width) embeddings: scale by fan-in
-                param.normal_(std=param[0].numel() ** -0.5)
-        self.logit_scale.fill_(math.log(1 / 0.07))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -58,7 +58,6 @@ class TrainerBase:
         self.batch_idx = self.num_batches = 0
         self.best_result = -float("inf")
         self.precision = Precision("fp32", self.device)
-        self.check_cfg(cfg)
         self.build_data_loader()
         self.build_model()
         self.evaluator = Classification(cfg, lab2cname=self.lab2cname)
@@ -68,9 +67,6 @@ class TrainerBase:
     @classmethod
     def add_config(cls, cfg) -> None:
         """Add this trainer's config node (e.g. ``cfg.TRAINER.COOP``); called by ``train.setup_cfg``."""
-
-    def check_cfg(self, cfg) -> None:
-        """Validate trainer-specific settings (default: nothing)."""
 
     def build_data_loader(self) -> None:
         """``self.dm = DataManager(cfg)`` and copy its loaders / label maps onto the trainer."""
@@ -105,8 +101,6 @@ class TrainerBase:
     def register_model(self, name: str = "model", model: Optional[nn.Module] = None, optim=None,
                        sched=None) -> None:
         """Register ``model`` (saved / loaded / mode-toggled under ``name``) with its optimizer and scheduler."""
-        if "_models" not in self.__dict__:
-            raise AttributeError("register_model() called before TrainerBase.__init__()")
         if name in self._models:
             raise KeyError(f"A model named {name!r} is already registered")
         if model is None:
