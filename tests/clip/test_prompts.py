@@ -6,6 +6,7 @@ import torch
 
 from clip import clip
 from clip.model import CLIP, build_model, cast_model
+from tools.make_toy_clip import make_clip_state_dict
 
 TEXTS = ["X X X X cat.", "X X X X a small red dog.", "X X X X car."]
 N_CTX = 4
@@ -180,10 +181,14 @@ def test_vision_deep_prompt_needs_matching_shallow(tiny_model, images):
 
 
 def _tiny_resnet_clip(layers=(1, 2, 1, 1)) -> CLIP:
-    torch.manual_seed(0)
-    return CLIP(embed_dim=32, image_resolution=64, vision_layers=layers, vision_width=8, vision_patch_size=None,
-                context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                transformer_layers=1).eval()
+    """Built directly (not through build_model) and filled with the test-weight builder's values."""
+    config = dict(embed_dim=32, image_resolution=64, vision_layers=layers, vision_width=8, vision_patch_size=None,
+                  context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                  transformer_layers=1)
+    model = CLIP(**config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in make_clip_state_dict(config, seed=0).items()})
+    return model.eval()
 
 
 def test_resnet_tower_rejects_vision_prompts():
