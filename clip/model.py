@@ -252,6 +252,11 @@ class CLIP(nn.Module):
                  vision_width: int, vision_patch_size: Optional[int], context_length: int, vocab_size: int,
                  transformer_width: int, transformer_heads: int, transformer_layers: int) -> None:
         super().__init__()
+        # the constructor's arguments, e.g. to replay what OpenAI's constructor draws (trainers/replay.py)
+        self.config = dict(embed_dim=embed_dim, image_resolution=image_resolution, vision_layers=vision_layers,
+                           vision_width=vision_width, vision_patch_size=vision_patch_size,
+                           context_length=context_length, vocab_size=vocab_size, transformer_width=transformer_width,
+                           transformer_heads=transformer_heads, transformer_layers=transformer_layers)
         self.embed_dim = embed_dim
         self.context_length = context_length
         self.vocab_size = vocab_size

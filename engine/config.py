@@ -53,6 +53,10 @@ _C.MODEL.BACKBONE.PATH = ""  # (ours) a local CLIP file used instead of download
 # (ours) stop the text tower at the last end-of-text token rather than running all 77 positions: attention is
 # causal and features are read at EOT, so the result is the same up to rounding; False = the official path
 _C.MODEL.TRIM_TEXT = True
+# (ours) before drawing the prompts, advance the random generator as the official code's CLIP construction did
+# (its weights are drawn at random, then overwritten by the checkpoint), so a seed gives the official initial
+# prompts; costs 1-2 s per start for ViT-B/16. False skips it: valid random prompts, not the official ones.
+_C.MODEL.REPLAY_CLIP_INIT = True
 
 # ---------------------------------------------------------------- optimisation (stepped once per epoch)
 _C.OPTIM = CN()

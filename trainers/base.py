@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,7 @@ from engine.optim import build_lr_scheduler, build_optimizer
 from engine.trainer import TrainerBase
 
 from .prompts import rename_keys
+from .replay import replay_openai_init
 from .templates import template_for
 
 logger = logging.getLogger(__name__)
@@ -240,8 +241,15 @@ class PromptTrainer(TrainerBase):
         return self.cfg.TRAINER[self.CFG_NODE]
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> PromptLearnerBase:
-        """Return the method's learner for these class names (names as in the dataset)."""
+        """Return the method's learner for these class names (names as in the dataset). Its random tensors are
+        drawn in the official code's order (see :meth:`official_draws`) so that a seed gives the official ones."""
         raise NotImplementedError
+
+    @property
+    def draw_dtype(self) -> torch.dtype:
+        """The type the official CoOp-lineage code drew a random text context in: its CLIP's, fp16 under PREC
+        fp16 (it converted CLIP to fp32 only for fp32 and amp)."""
+        return torch.float16 if self.method_cfg.PREC == "fp16" else torch.float32
 
     def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> PromptedCLIP:
         """The module ``trainer.model`` becomes."""
@@ -251,6 +259,24 @@ class PromptTrainer(TrainerBase):
         """Hand-written templates of the frozen class text features (default: zero-shot CLIP's for the dataset)."""
         return [template_for(self.cfg.DATASET.NAME)]
 
+    def official_draws(self, clip_model: CLIP) -> Dict[str, Callable[[], Dict[str, Any]]]:
+        """What the official code of this method drew inside CLIP's constructor (VPT/IVLP/MuDPT built prompts
+        into CLIP), by construction point of trainers/replay.py in construction order: each function draws and
+        returns named tensors or modules, which :meth:`build_learner` finds in ``self.drawn``. Default: none."""
+        return {}
+
+    def draw_in_official_order(self, clip_model: CLIP) -> None:
+        """Advance the global generator as the official run did before its learner (``MODEL.REPLAY_CLIP_INIT``),
+        making this method's :meth:`official_draws` at their points; the learner then draws the rest."""
+        self.drawn: Dict[str, Any] = {}
+        hooks = {point: (lambda draw=draw: self.drawn.update(draw()))
+                 for point, draw in self.official_draws(clip_model).items()}
+        if self.cfg.MODEL.REPLAY_CLIP_INIT:
+            replay_openai_init(**clip_model.config, hooks=hooks)
+        else:
+            for hook in hooks.values():
+                hook()
+
     def build_model(self) -> None:
         prec = self.method_cfg.PREC
         if prec not in self.PRECISIONS:
@@ -259,6 +285,7 @@ class PromptTrainer(TrainerBase):
         check_input_size(self.cfg, clip_model)
         freeze(clip_model)
         classnames = list(self.dm.dataset.classnames)
+        self.draw_in_official_order(clip_model)
         learner = self.build_learner(clip_model, classnames)
         self.model = self.build_wrapper(clip_model, learner)
         if self.FROZEN_FEATURES:  # computed once, with the fp32 CLIP (as VPT's fixed text features)

@@ -12,7 +12,7 @@ from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
 from .base import PromptedCLIP, PromptLearnerBase, PromptTrainer, clean_classnames
-from .prompts import WHOLE_PHRASE, init_context
+from .prompts import WHOLE_PHRASE, init_context, round_to_fp16
 
 
 class MetaNet(nn.Module):
@@ -41,14 +41,18 @@ class CoCoOpPromptLearner(PromptLearnerBase):
 
     image_conditional = True  # class text features change with every image: no per-evaluation cache
 
-    def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str = "") -> None:
+    def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str = "",
+                 draw_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         names = clean_classnames(classnames)
-        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, WHOLE_PHRASE, "TRAINER.COCOOP")
+        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, WHOLE_PHRASE, "TRAINER.COCOOP", dtype=draw_dtype)
         self.ctx = nn.Parameter(ctx)  # (n, Dt)
-        # Kept fp32 under every PREC (the official casts it to fp16 with PREC fp16); the frozen CLIP alone
-        # runs in low precision, and the prompt is cast to the tower's dtype inside encode_text.
+        # Kept fp32 under every PREC; the frozen CLIP alone runs in low precision, and the prompt is cast to the
+        # tower's dtype inside encode_text. The official code casts it to fp16 under PREC fp16, so it then
+        # starts from fp16-rounded values.
         self.meta_net = MetaNet(clip_model.embed_dim, clip_model.text_width)
+        if draw_dtype == torch.float16:
+            round_to_fp16(self.meta_net)
         tokens = clip.tokenize([f"{prefix} {name}." for name in names]).long()  # (C, L)
         self.register_buffer("tokens", tokens, persistent=False)
 
@@ -87,7 +91,7 @@ class CoCoOp(PromptTrainer):
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> CoCoOpPromptLearner:
         c = self.method_cfg
-        return CoCoOpPromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT)
+        return CoCoOpPromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT, self.draw_dtype)
 
     def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> PromptedCLIP:
         return PromptedCLIP(clip_model, learner, trim_text=self.cfg.MODEL.TRIM_TEXT,

@@ -25,12 +25,13 @@ class CoOpPromptLearner(PromptLearnerBase):
     """
 
     def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str = "", csc: bool = False,
-                 position: str = "end") -> None:
+                 position: str = "end", draw_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if position not in ("end", "middle", "front"):
             raise ValueError(f"TRAINER.COOP.CLASS_TOKEN_POSITION is {position!r}; choose end, middle or front")
         names = clean_classnames(classnames)
-        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, WHOLE_PHRASE, "TRAINER.COOP", len(names) if csc else 0)
+        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, WHOLE_PHRASE, "TRAINER.COOP", len(names) if csc else 0,
+                                   draw_dtype)
         self.ctx = nn.Parameter(ctx)
         self.n_ctx = ctx.shape[-2]
         self.position = position
@@ -96,4 +97,5 @@ class CoOp(PromptTrainer):
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> CoOpPromptLearner:
         c = self.method_cfg
-        return CoOpPromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION)
+        return CoOpPromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION,
+                                 self.draw_dtype)

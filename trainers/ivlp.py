@@ -11,19 +11,19 @@ live inside the CLIP modules), see :data:`OFFICIAL_KEYS`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from yacs.config import CfgNode as CN
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, VisionTransformer
 from engine import TRAINER_REGISTRY
 
 from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
 from .prompts import (SHORT_PHRASE, PromptLevels, deep_by_block, init_context, prompt_depth, random_prompts,
-                      require_vit)
+                      require_vit, take, text_point, vision_point)
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +36,34 @@ OFFICIAL_KEYS: Tuple[Tuple[str, str], ...] = (
 )
 
 
+def prompt_draws(clip_model: CLIP, tower: str, n_ctx: int, depth: int) -> Dict[str, Callable[[], Dict[str, Any]]]:
+    """Where the official VPT/IVLP code drew one tower's prompts while CLIP was being built: the vision input
+    prompt right after the patch convolution, the prompt of block i (1 <= i < depth) right after that block's own
+    layers. Returns :meth:`PromptTrainer.official_draws` entries, named as the learner's tensors."""
+    if depth < 1 or n_ctx < 1 or (tower == "vision" and not isinstance(clip_model.visual, VisionTransformer)):
+        return {}  # nothing to prompt (the learner explains a ResNet tower)
+    if tower == "vision":
+        blocks, width, point, prefix = clip_model.visual.transformer.layers, clip_model.vision_width, vision_point, ""
+    else:
+        blocks, width, point, prefix = clip_model.transformer.layers, clip_model.text_width, text_point, "text"
+    draws = {"visual.conv1": lambda: {"vision_shallow": random_prompts(n_ctx, width)}} if tower == "vision" else {}
+    for i in range(1, min(depth, blocks)):
+        draws[point(i)] = lambda i=i: {f"{prefix or tower}_deep.{i - 1}": random_prompts(n_ctx, width)}
+    return draws
+
+
+def deep_levels(drawn: Optional[Mapping[str, Any]], name: str, levels: int, n: int, width: int) -> PromptLevels:
+    """``levels`` deep prompts called ``<name>.<k>``, drawn earlier where possible (see :func:`take`)."""
+    return PromptLevels(n=n, width=width, drawn=[take(drawn, f"{name}.{k}", lambda: random_prompts(n, width))
+                                                 for k in range(levels)])
+
+
 class DeepVisionLearner(PromptLearnerBase):
     """Learner part shared by VPT and IVLP: ``vision_shallow`` (n, Dv) at the input, ``vision_deep[k]`` (n, Dv)
     at block ``k + 1``. Depth 0: no vision prompt at all (the image tower is plain CLIP)."""
 
-    def _init_vision(self, clip_model: CLIP, n_ctx: int, depth: int, key: str) -> None:
+    def _init_vision(self, clip_model: CLIP, n_ctx: int, depth: int, key: str,
+                     drawn: Optional[Mapping[str, Any]] = None) -> None:
         self.register_parameter("vision_shallow", None)
         self.vision_deep = PromptLevels()
         if depth == 0:
@@ -50,8 +73,9 @@ class DeepVisionLearner(PromptLearnerBase):
             raise ValueError(f"{key} is {depth} but N_CTX_VISION is {n_ctx}: use at least 1 prompt token, or depth 0 "
                              f"for no vision prompts")
         depth = prompt_depth(depth, len(clip_model.visual.transformer.resblocks), key)
-        self.vision_shallow = nn.Parameter(random_prompts(n_ctx, clip_model.vision_width))
-        self.vision_deep = PromptLevels(depth - 1, n_ctx, clip_model.vision_width)
+        width = clip_model.vision_width
+        self.vision_shallow = nn.Parameter(take(drawn, "vision_shallow", lambda: random_prompts(n_ctx, width)))
+        self.vision_deep = deep_levels(drawn, "vision_deep", depth - 1, n_ctx, width)
 
     def vision_prompts(self) -> VisionPrompts:
         if self.vision_shallow is None:
@@ -63,19 +87,20 @@ class IVLPPromptLearner(DeepVisionLearner):
     """Text: ``ctx`` (n_t, Dt) after SOS + ``text_deep[k]`` at block k + 1 < d_t; vision: see DeepVisionLearner."""
 
     def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx_text: int, ctx_init: str, depth_text: int,
-                 n_ctx_vision: int, depth_vision: int) -> None:
+                 n_ctx_vision: int, depth_vision: int, drawn: Optional[Mapping[str, Any]] = None,
+                 draw_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if depth_text < 1 or n_ctx_text < 1:
             raise ValueError(f"IVLP needs text prompts (PROMPT_DEPTH_TEXT {depth_text}, N_CTX_TEXT {n_ctx_text} "
                              f"must both be >= 1); use the VPT trainer to prompt only the image tower")
         depth_text = prompt_depth(depth_text, len(clip_model.transformer.resblocks), "TRAINER.IVLP.PROMPT_DEPTH_TEXT")
-        ctx, phrase = init_context(clip_model, n_ctx_text, ctx_init, SHORT_PHRASE, "TRAINER.IVLP")
+        ctx, phrase = init_context(clip_model, n_ctx_text, ctx_init, SHORT_PHRASE, "TRAINER.IVLP", dtype=draw_dtype)
         self.ctx = nn.Parameter(ctx)
-        self.text_deep = PromptLevels(depth_text - 1, n_ctx_text, clip_model.text_width)
+        self.text_deep = deep_levels(drawn, "text_deep", depth_text - 1, n_ctx_text, clip_model.text_width)
         names = clean_classnames(classnames)
         self.register_buffer("tokens", clip.tokenize([f"{phrase} {name}." for name in names]).long(),
                              persistent=False)  # (C, L)
-        self._init_vision(clip_model, n_ctx_vision, depth_vision, "TRAINER.IVLP.PROMPT_DEPTH_VISION")
+        self._init_vision(clip_model, n_ctx_vision, depth_vision, "TRAINER.IVLP.PROMPT_DEPTH_VISION", drawn)
         vision = 0 if self.vision_shallow is None else len(self.vision_deep) + 1
         logger.info("IVLP: text prompts at depth %d, vision prompts at depth %d", depth_text, vision)
 
@@ -108,7 +133,12 @@ class IVLP(OfficialKeysTrainer):
         cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9  # prompted input + blocks 1..d-1; 0 = plain image tower
         cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9  # >= 1, counted as for the image tower
 
+    def official_draws(self, clip_model: CLIP) -> Dict[str, Callable[[], Dict[str, Any]]]:
+        c = self.method_cfg
+        return {**prompt_draws(clip_model, "vision", c.N_CTX_VISION, c.PROMPT_DEPTH_VISION),
+                **prompt_draws(clip_model, "text", c.N_CTX_TEXT, c.PROMPT_DEPTH_TEXT)}
+
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> IVLPPromptLearner:
         c = self.method_cfg
         return IVLPPromptLearner(clip_model, classnames, c.N_CTX_TEXT, c.CTX_INIT, c.PROMPT_DEPTH_TEXT,
-                                 c.N_CTX_VISION, c.PROMPT_DEPTH_VISION)
+                                 c.N_CTX_VISION, c.PROMPT_DEPTH_VISION, self.drawn, self.draw_dtype)

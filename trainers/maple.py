@@ -26,7 +26,8 @@ from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
 from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
-from .prompts import SHORT_PHRASE, PromptLevels, deep_by_block, init_context, prompt_depth, require_vit
+from .prompts import (SHORT_PHRASE, PromptLevels, deep_by_block, init_context, prompt_depth, require_vit,
+                      round_to_fp16)
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +36,17 @@ class MaPLePromptLearner(PromptLearnerBase):
     """Learnable: ``ctx`` (n, Dt), ``proj`` Dt->Dv, ``compound_prompts_text[k]`` (n, Dt) and
     ``compound_prompt_projections[k]`` Dt->Dv for k < depth-1 (official attribute names = checkpoint keys)."""
 
-    def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str, depth: int) -> None:
+    def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str, depth: int,
+                 draw_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         require_vit(clip_model, "MaPLe (it couples text prompts into the image tower)")
         blocks = min(clip_model.transformer.layers, clip_model.visual.transformer.layers)
         depth = prompt_depth(depth, blocks, "TRAINER.MAPLE.PROMPT_DEPTH", minimum=1)
         text_w, vision_w = clip_model.text_width, clip_model.vision_width
-        ctx, phrase = init_context(clip_model, n_ctx, ctx_init, SHORT_PHRASE, "TRAINER.MAPLE")
+        ctx, phrase = init_context(clip_model, n_ctx, ctx_init, SHORT_PHRASE, "TRAINER.MAPLE", dtype=draw_dtype)
         logger.info("MaPLe: prompts in the input and the first %d blocks of both towers", depth - 1)
         self.ctx = nn.Parameter(ctx)
-        self.proj = nn.Linear(text_w, vision_w)
+        self.proj = round_to_fp16(nn.Linear(text_w, vision_w))  # the official code casts it to fp16 once built
         self.compound_prompts_text = PromptLevels(depth - 1, n_ctx, text_w)
         # The official code clones ONE initialised layer, so every deep projection starts identical.
         template = nn.Linear(text_w, vision_w)
@@ -80,4 +82,4 @@ class MaPLe(PromptTrainer):
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> MaPLePromptLearner:
         c = self.method_cfg
-        return MaPLePromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.PROMPT_DEPTH)
+        return MaPLePromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.PROMPT_DEPTH, self.draw_dtype)

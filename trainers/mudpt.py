@@ -15,7 +15,7 @@ Checkpoints carry the authors' key names (:func:`official_key_pairs`).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -26,7 +26,8 @@ from clip.model import CLIP, LayerNorm, ResidualAttentionBlock
 from engine import TRAINER_REGISTRY
 
 from .base import PromptLearnerBase, PromptTrainer, VisionPrompts, clean_classnames
-from .prompts import FIRST_WORDS, PromptLevels, deep_by_block, init_context, random_prompts, require_vit
+from .prompts import (FIRST_WORDS, PromptLevels, deep_by_block, init_context, random_prompts, require_vit,
+                      round_to_fp16, take)
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,10 @@ VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
 class LinearInjection(nn.Module):
     """MuDPT's map between towers: one Linear shared by all deep levels, plus one for the shallow level."""
 
-    def __init__(self, in_width: int, out_width: int, with_shallow: bool) -> None:
+    def __init__(self, deep: nn.Linear, shallow: Optional[nn.Linear] = None) -> None:
         super().__init__()
-        self.shallow = nn.Linear(in_width, out_width) if with_shallow else None
-        self.deep = nn.Linear(in_width, out_width)
+        self.shallow = shallow
+        self.deep = deep
 
     def forward(self, shallow: Optional[torch.Tensor], deep: torch.Tensor
                 ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
@@ -72,12 +73,27 @@ class TransformerInjection(nn.Module):
         return (None, out) if shallow is None else (out[0], out[1:])
 
 
+def vision_side(variant: str, n_ctx: int, depth: int, vision_width: int, text_width: int) -> Dict[str, Any]:
+    """The vision tower's own prompts and its map to the text tower, which the authors' code builds inside CLIP
+    (right after the positional embedding, see ``_MuDPTTrainer.official_draws``); CLIP's fp16 conversion then
+    rounds that map's weights, so they start as fp16 numbers."""
+    ctx = random_prompts(n_ctx, vision_width)  # (n, Dv)
+    deep = [level.clone() for level in random_prompts(depth - 1, n_ctx, vision_width)]  # one (D-1, n, Dv) draw
+    if variant == "MuDPT":
+        to_text: nn.Module = LinearInjection(nn.Linear(vision_width, text_width))
+    else:
+        to_text = TransformerInjection(vision_width, text_width)
+    return {"vision_ctx": ctx, "vision_deep": deep, "vision_to_text": round_to_fp16(to_text)}
+
+
 class MuDPTPromptLearner(PromptLearnerBase):
     """Text prompts ``text_ctx`` (n, Dt) + D-1 levels ``text_deep`` (n, Dt); own visual prompts ``vision_ctx``
-    (n, Dv) + ``vision_deep`` (n, Dv) except in UMuDPT; ``text_to_vision`` / ``vision_to_text`` injections."""
+    (n, Dv) + ``vision_deep`` (n, Dv) except in UMuDPT; ``text_to_vision`` / ``vision_to_text`` injections.
+    Tensors are drawn in the authors' order, so a seed gives their initial values (``drawn``: see
+    :func:`vision_side`)."""
 
     def __init__(self, clip_model: CLIP, classnames: List[str], variant: str, n_ctx: int, ctx_init: str,
-                 depth: int) -> None:
+                 depth: int, drawn: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown MuDPT variant {variant!r}; choose one of {VARIANTS}")
@@ -87,22 +103,22 @@ class MuDPTPromptLearner(PromptLearnerBase):
         require_vit(clip_model, variant)
         self.variant = variant
         dt, dv = clip_model.text_width, clip_model.vision_width
-        ctx, phrase = init_context(clip_model, n_ctx, ctx_init, FIRST_WORDS, f"TRAINER.{variant.upper()}")
-        self.text_ctx = nn.Parameter(ctx)  # (n, Dt)
-        self.text_deep = PromptLevels(depth - 1, n_ctx, dt, single_draw=True)
         self.vision_ctx: Optional[nn.Parameter] = None
         self.vision_deep: Optional[PromptLevels] = None
-        if variant != "UMuDPT":
-            self.vision_ctx = nn.Parameter(random_prompts(n_ctx, dv))  # (n, Dv)
-            self.vision_deep = PromptLevels(depth - 1, n_ctx, dv, single_draw=True)
         self.vision_to_text: Optional[nn.Module] = None
+        if variant != "UMuDPT":
+            vision = take(drawn, "vision", lambda: vision_side(variant, n_ctx, depth, dv, dt))
+            self.vision_ctx = nn.Parameter(vision["vision_ctx"])
+            self.vision_deep = PromptLevels(n=n_ctx, width=dv, drawn=vision["vision_deep"])
+            self.vision_to_text = vision["vision_to_text"]
+        ctx, phrase = init_context(clip_model, n_ctx, ctx_init, FIRST_WORDS, f"TRAINER.{variant.upper()}")
+        self.text_ctx = nn.Parameter(ctx)  # (n, Dt)
+        shallow_map = nn.Linear(dt, dv) if variant == "MuDPT" else None  # drawn before the deep text prompts
+        self.text_deep = PromptLevels(depth - 1, n_ctx, dt, single_draw=True)
         if variant == "MuDPT":
-            self.text_to_vision: nn.Module = LinearInjection(dt, dv, with_shallow=True)
-            self.vision_to_text = LinearInjection(dv, dt, with_shallow=False)
+            self.text_to_vision: nn.Module = LinearInjection(nn.Linear(dt, dv), shallow_map)
         else:
             self.text_to_vision = TransformerInjection(dt, dv)
-            if variant == "UUMuDPT":
-                self.vision_to_text = TransformerInjection(dv, dt)
         # Levels beyond a tower's last block are learnable but never used (as in the authors' code).
         self.text_blocks = self._prompted_blocks(depth, len(clip_model.transformer.resblocks), "text")
         self.vision_blocks = self._prompted_blocks(depth, len(clip_model.visual.transformer.resblocks), "vision")
@@ -175,9 +191,17 @@ class _MuDPTTrainer(PromptTrainer):
         node.PREC = "fp16"  # fp16 | fp32 | amp | bf16 (precision of the frozen CLIP)
         cfg.TRAINER[cls.CFG_NODE] = node
 
+    def official_draws(self, clip_model: CLIP) -> Dict[str, Callable[[], Dict[str, Any]]]:
+        if self.VARIANT == "UMuDPT" or self.method_cfg.DEEP_PROMPT_DEPTH < 1:
+            return {}
+        c, widths = self.method_cfg, (clip_model.vision_width, clip_model.text_width)
+        return {"visual.embeddings": lambda: {"vision": vision_side(self.VARIANT, c.N_CTX, c.DEEP_PROMPT_DEPTH,
+                                                                    *widths)}}
+
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> MuDPTPromptLearner:
         c = self.method_cfg
-        return MuDPTPromptLearner(clip_model, classnames, self.VARIANT, c.N_CTX, c.CTX_INIT, c.DEEP_PROMPT_DEPTH)
+        return MuDPTPromptLearner(clip_model, classnames, self.VARIANT, c.N_CTX, c.CTX_INIT, c.DEEP_PROMPT_DEPTH,
+                                  self.drawn)
 
     def official_keys(self) -> List[Tuple[str, str]]:
         return official_key_pairs(self.VARIANT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from typing import Container, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Container, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,13 +28,40 @@ WORD_RULES = (WHOLE_PHRASE, FIRST_WORDS, SHORT_PHRASE)
 MAX_SHORT_PHRASE_CTX = 4  # SHORT_PHRASE: longer contexts start random
 
 
-def random_prompts(*shape: int) -> torch.Tensor:
-    """Prompt tokens of ``shape`` drawn from N(0, 0.02^2): how every random prompt of these methods starts."""
-    return torch.empty(*shape).normal_(std=0.02)
+def random_prompts(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Prompt tokens of ``shape`` drawn from N(0, 0.02^2), returned in fp32: how every random prompt of these
+    methods starts. ``dtype``: the type the official code drew in (fp16 for CoOp-lineage contexts under PREC
+    fp16, whose CLIP stayed fp16): the generator gives other numbers for other types."""
+    return torch.empty(*shape, dtype=dtype).normal_(std=0.02).float()
 
 
-def init_context(clip_model: CLIP, n_ctx: int, ctx_init: str, words: str, key: str,
-                 n_classes: int = 0) -> Tuple[torch.Tensor, str]:
+def round_to_fp16(module: nn.Module) -> nn.Module:
+    """Round every parameter's value to the nearest fp16 number (kept fp32): the official code cast some freshly
+    initialised layers to fp16, so their initial values are fp16 numbers."""
+    with torch.no_grad():
+        for param in module.parameters():
+            param.copy_(param.to(torch.float16))
+    return module
+
+
+def take(drawn: Optional[Mapping[str, Any]], name: str, make: Callable[[], Any]) -> Any:
+    """``drawn[name]`` when it was drawn earlier in the official order (``PromptTrainer.official_draws``), else
+    ``make()``: a learner built on its own still gets a valid random start."""
+    return drawn[name] if drawn and name in drawn else make()
+
+
+def vision_point(block: int) -> str:
+    """The construction point (trainers/replay.py) right after vision block ``block``."""
+    return f"visual.block{block}"
+
+
+def text_point(block: int) -> str:
+    """The construction point (trainers/replay.py) right after text block ``block``."""
+    return f"text.block{block}"
+
+
+def init_context(clip_model: CLIP, n_ctx: int, ctx_init: str, words: str, key: str, n_classes: int = 0,
+                 dtype: torch.dtype = torch.float32) -> Tuple[torch.Tensor, str]:
     """The initial text context and the phrase written before each class name in the tokenized prompts.
 
     Args:
@@ -43,6 +70,7 @@ def init_context(clip_model: CLIP, n_ctx: int, ctx_init: str, words: str, key: s
         words: how CTX_INIT is used, one of :data:`WORD_RULES` (see their comments).
         key: the config node named in messages, e.g. ``TRAINER.MAPLE``.
         n_classes: > 0 draws a separate random context per class (CoOp's CSC); unused with words.
+        dtype: the type a random context is drawn in (see :func:`random_prompts`).
     Returns:
         ``(ctx, phrase)``: ``ctx`` ``(n, Dt)`` (``(n_classes, n, Dt)``) is the embedding of the phrase's first
         ``n`` tokens, or N(0, 0.02^2) with ``n`` placeholder words "X" as the phrase.
@@ -69,7 +97,7 @@ def init_context(clip_model: CLIP, n_ctx: int, ctx_init: str, words: str, key: s
     if not phrase:
         shape = (n_classes, n_ctx, clip_model.text_width) if n_classes else (n_ctx, clip_model.text_width)
         logger.info("%s: %d context tokens%s, drawn at random", key, n_ctx, " per class" if n_classes else "")
-        return random_prompts(*shape), " ".join(["X"] * n_ctx)
+        return random_prompts(*shape, dtype=dtype), " ".join(["X"] * n_ctx)
     ids = clip.tokenize(phrase).long()  # (1, L)
     n_tokens = int(ids[0].argmax()) - 1  # BPE tokens between SOS and EOT
     if n_ctx > n_tokens:
@@ -92,8 +120,12 @@ class PromptLevels(nn.ParameterList):
     the same numbers both ways only when ``n * width`` is a multiple of 16, so each method keeps its own order.
     """
 
-    def __init__(self, levels: int = 0, n: int = 0, width: int = 0, single_draw: bool = False) -> None:
-        if single_draw:
+    def __init__(self, levels: int = 0, n: int = 0, width: int = 0, single_draw: bool = False,
+                 drawn: Optional[Sequence[torch.Tensor]] = None) -> None:
+        if drawn is not None:  # drawn earlier, where the official code drew them (trainers/replay.py)
+            draws = list(drawn)
+            n, width = draws[0].shape if draws else (n, width)
+        elif single_draw:
             draws = [level.clone() for level in random_prompts(levels, n, width).unbind(0)]
         else:
             draws = [random_prompts(n, width) for _ in range(levels)]

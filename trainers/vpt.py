@@ -7,7 +7,7 @@ merge. Prompt depth follows trainers/ivlp.py (``d`` = input + blocks 1..d-1); ch
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 from yacs.config import CfgNode as CN
@@ -17,7 +17,7 @@ from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
 from .base import PromptedCLIP, PromptLearnerBase, clean_classnames, template_text_features
-from .ivlp import DeepVisionLearner, OfficialKeysTrainer
+from .ivlp import DeepVisionLearner, OfficialKeysTrainer, prompt_draws
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +27,12 @@ TEMPLATE = "a photo of a {}."  # the official VPT trainer's fixed prompt, for ev
 class VPTPromptLearner(DeepVisionLearner):
     """Vision prompts (see DeepVisionLearner) + the fixed class text features ``text_features`` (C, E)."""
 
-    def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, depth: int) -> None:
+    def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, depth: int,
+                 drawn: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"TRAINER.VPT.PROMPT_DEPTH_VISION is {depth}; vision prompting needs a depth >= 1")
-        self._init_vision(clip_model, n_ctx, depth, "TRAINER.VPT.PROMPT_DEPTH_VISION")
+        self._init_vision(clip_model, n_ctx, depth, "TRAINER.VPT.PROMPT_DEPTH_VISION", drawn)
         tokens = clip.tokenize([TEMPLATE.format(name) for name in clean_classnames(classnames)]).long()  # (C, L)
         self.register_buffer("tokens", tokens, persistent=False)
         # Normalised once here; the frozen CLIP is still fp32 (precision is applied after the learner is built).
@@ -68,9 +69,12 @@ class VPT(OfficialKeysTrainer):
         cfg.TRAINER.VPT.PREC = "fp16"  # fp16 | fp32 | amp | bf16
         cfg.TRAINER.VPT.PROMPT_DEPTH_VISION = 1  # >= 1: prompted input + blocks 1..d-1
 
+    def official_draws(self, clip_model: CLIP) -> Dict[str, Callable[[], Dict[str, Any]]]:
+        return prompt_draws(clip_model, "vision", self.method_cfg.N_CTX_VISION, self.method_cfg.PROMPT_DEPTH_VISION)
+
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> VPTPromptLearner:
         c = self.method_cfg
-        return VPTPromptLearner(clip_model, classnames, c.N_CTX_VISION, c.PROMPT_DEPTH_VISION)
+        return VPTPromptLearner(clip_model, classnames, c.N_CTX_VISION, c.PROMPT_DEPTH_VISION, self.drawn)
 
     def build_wrapper(self, clip_model: CLIP, learner: PromptLearnerBase) -> FixedTextCLIP:
         return FixedTextCLIP(clip_model, learner)

@@ -11,12 +11,30 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def build(argv: Sequence[str]):
-    """``train.setup_cfg`` + ``engine.build_trainer`` from a train.py command line (flags, then KEY VALUE)."""
+    """``train.setup_cfg`` + ``engine.build_trainer`` from a train.py command line (flags, then KEY VALUE), seeded
+    as ``train.main`` seeds a run."""
     import train
     from engine import build_trainer
 
-    args = train.build_parser().parse_args(list(argv))
-    return build_trainer(train.setup_cfg(args))
+    cfg = train.setup_cfg(train.build_parser().parse_args(list(argv)))
+    if cfg.SEED >= 0:
+        train.set_random_seed(cfg.SEED)
+    return build_trainer(cfg)
+
+
+def assert_official_init(trainer, fx) -> None:
+    """The learnable tensors the trainer starts from are, bit for bit, those the official code drew for the same
+    seed (the fixture's ``state_dict``; for tensors the fixture regenerated, its sample of the official init)."""
+    name = trainer.get_model_names()[0]
+    ours = trainer.export_state_dict(name, {k: p.detach() for k, p in trainer._models[name].named_parameters()
+                                            if p.requires_grad})
+    assert set(ours) == set(fx["state_dict"])
+    for key, value in ours.items():
+        ref = fx["state_dict"][key]
+        if isinstance(ref, dict) and ref.get("__regenerate__"):
+            ref = {"__sampled__": True, **fx["reference_init_sampled"][key]}
+        expected, got = expand_sampled(ref, value)
+        assert torch.equal(got.float(), expected.float()), f"{key}: max diff {(got - expected).abs().max()}"
 
 
 def caltech_argv(root: Path, out: Path, weights: Path, trainer: str, config: str, size: int,

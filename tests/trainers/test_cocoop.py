@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .helpers import build, caltech_argv, check_against_fixture
+from .helpers import assert_official_init, build, caltech_argv, check_against_fixture
 
 CONFIG = "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml"
 OFFICIAL_KEYS = {"ctx", "meta_net.linear1.weight", "meta_net.linear1.bias", "meta_net.linear2.weight",
@@ -26,6 +26,7 @@ def test_cocoop_matches_official(fixtures_dir, data_root, tmp_path, vit_b16_32px
                                  ["TRAINER.COCOOP.PREC", "fp32"]))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
     assert trainer.get_model_names() == list(fx["registered_models"])
+    assert_official_init(trainer, fx)  # seed 1 draws the official meta-net
     learner = trainer.model.prompt_learner
     # CTX_INIT "a photo of a": N_CTX becomes 4 and ctx = the words' embeddings, exactly as the official init.
     torch.testing.assert_close(learner.ctx.detach(), fx["state_dict"]["ctx"], atol=0, rtol=0)

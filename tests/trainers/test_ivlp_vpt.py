@@ -14,7 +14,7 @@ from clip import clip
 from engine.checkpoint import learnable_state_dict, load_learnable
 from trainers.base import load_clip
 
-from .helpers import build, caltech_argv, check_against_fixture
+from .helpers import assert_official_init, build, caltech_argv, check_against_fixture
 
 IVLP_CFG = "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml"
 LANG_CFG = "IVLP/vit_b16_c2_ep5_batch4_4ctx_language_only.yaml"
@@ -43,6 +43,7 @@ def test_matches_official_nohalf_variant(fixture, fixtures_dir, data_root, tmp_p
     assert fx["argv"][-len(extra):] == extra
     trainer = build(caltech_argv(data_root, tmp_path / "out", vit_b16_32px_path, trainer_name, config, 32, extra))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
+    assert_official_init(trainer, fx)  # seed 1 draws the official prompts (inside the replayed CLIP construction)
     name, registered = _registered(trainer)
     assert [name] == list(fx["registered_models"])
     learner = trainer.model.prompt_learner

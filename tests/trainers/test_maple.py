@@ -15,7 +15,7 @@ from clip.model import build_model
 from tools.make_toy_clip import make_toy_clip_state_dict
 from trainers.maple import MaPLePromptLearner
 
-from .helpers import build, caltech_argv, check_against_fixture
+from .helpers import assert_official_init, build, caltech_argv, check_against_fixture
 
 BASE2NEW = "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"
 NAME = "MultiModalPromptLearner"
@@ -42,6 +42,7 @@ def test_maple_matches_official(fixtures_dir, data_root, vit_b16_32px_path, tmp_
     fx = torch.load(fixtures_dir / "trainers/trainer_MaPLe.pt", map_location="cpu", weights_only=False)
     trainer = build(_official_argv(data_root, tmp_path / "out", vit_b16_32px_path))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
+    assert_official_init(trainer, fx)  # seed 1 draws the official prompts and projections (proj fp16-rounded)
     assert trainer.get_model_names() == fx["registered_models"]
     learner = trainer.model.prompt_learner
     registered = trainer._models[NAME]

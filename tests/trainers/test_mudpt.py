@@ -15,7 +15,7 @@ from trainers.base import PromptedCLIP
 from trainers.ivlp import IVLPPromptLearner
 from trainers.mudpt import LinearInjection, MuDPTPromptLearner, TransformerInjection
 
-from .helpers import build, caltech_argv, check_against_fixture
+from .helpers import assert_official_init, build, caltech_argv, check_against_fixture
 
 CONFIGS = {"MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml", "UMuDPT": "UMuDPT/vit_b16_bz4_ep5_nctx2_depth9.yaml",
            "UUMuDPT": "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"}
@@ -54,6 +54,7 @@ def test_variant_matches_official(variant, fixtures_dir, data_root, vit_b16_32px
     fx = torch.load(fixtures_dir / "mudpt" / f"trainer_{variant}.pt", map_location="cpu", weights_only=False)
     trainer = _build(variant, data_root, tmp_path / "out", vit_b16_32px_path, _opts(variant))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
+    assert_official_init(trainer, fx)  # seed 1 draws the authors' tensors, vision side inside CLIP's construction
     assert trainer.get_model_names() == fx["registered_models"]
     name = fx["registered_models"][0]
     state = {k: _regenerate(k, v) for k, v in fx["state_dict"].items()}

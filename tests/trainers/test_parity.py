@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .helpers import build, caltech_argv, check_against_fixture
+from .helpers import assert_official_init, build, caltech_argv, check_against_fixture
 
 CASES = {
     # name: (fixture path, trainer, config, size, weights fixture, extra opts)
@@ -33,6 +33,7 @@ def test_trainer_matches_official(name, fixtures_dir, data_root, tmp_path, reque
     weights = request.getfixturevalue(weights_fx)
     trainer = build(caltech_argv(data_root, tmp_path / "out", weights, trainer_name, config, size, extra))
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
+    assert_official_init(trainer, fx)  # seed 1 draws the official random context
     learner = trainer.model.prompt_learner
     with torch.no_grad():
         for key, value in fx["state_dict"].items():

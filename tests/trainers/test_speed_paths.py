@@ -51,7 +51,10 @@ def test_speed_paths_equal_the_straightforward_path(name, data_root, tmp_path, t
     loss_fast, grads_fast = _loss_and_grads(trainer, images, labels)
     assert loss_fast == pytest.approx(loss_slow, abs=1e-5)  # fp32 rounding (different reduction lengths)
     for key, g in grads_slow.items():
-        assert (grads_fast[key] - g).abs().max() <= 1e-4 * max(g.abs().max().item(), 1e-12), key
+        # 1e-4 of the tensor's largest entry, but at least 1e-6: summing over 77 or over 10 positions differs by
+        # fp32 rounding (~1e-7 here) whatever the tensor's scale, and the toy CoCoOp's meta-net bias gradient is
+        # itself only ~2e-4 (one of its two hidden units is inactive).
+        assert (grads_fast[key] - g).abs().max() <= max(1e-4 * g.abs().max().item(), 1e-6), key
 
     # The evaluation cache: same logits, and the text tower runs once per test call unless prompts are
     # image-conditional (CoCoOp), where it must run for every batch.
