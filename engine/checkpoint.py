@@ -150,9 +150,12 @@ def load_learnable(module: nn.Module, state_dict: Mapping[str, torch.Tensor], so
 
 
 def get_rng_state() -> Dict[str, Any]:
-    """Random-generator states (python, numpy, torch CPU, CUDA): saved with each checkpoint so that a resumed
-    run draws the same shuffles and augmentations as an uninterrupted one."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The states of every random generator a run draws from (python, numpy, torch CPU, CUDA), as tensors and
+    plain types, so a checkpoint holding them still loads with ``weights_only=True``. Saved at every epoch end, so
+    a resumed run draws the same batch orders and augmentations as an uninterrupted one."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -161,9 +164,11 @@ def get_rng_state() -> Dict[str, Any]:
 def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore what :func:`get_rng_state` returned (missing entries are left alone)."""
     if "python" in state:
-        random.setstate(state["python"])
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
     if "numpy" in state:
-        np.random.set_state(state["numpy"])
+        name, keys, position, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():

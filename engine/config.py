@@ -38,7 +38,7 @@ _C.DATASET.SPLIT_CACHE_DIR = ""  # (ours) where few-shot split files go when the
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.PIN_MEMORY = True  # (ours) page-locked batches when a GPU is used
-_C.DATALOADER.PERSISTENT_WORKERS = True  # (ours) keep loader processes between epochs (NUM_WORKERS > 0)
+_C.DATALOADER.PERSISTENT_WORKERS = True  # (ours) keep evaluation loader processes alive (NUM_WORKERS > 0)
 _C.DATALOADER.TRAIN_X = CN()
 _C.DATALOADER.TRAIN_X.BATCH_SIZE = 32  # shuffled; the last incomplete batch of an epoch is dropped
 _C.DATALOADER.TEST = CN()
@@ -79,7 +79,7 @@ _C.OPTIM.WARMUP_MIN_LR = 1e-5
 
 # ---------------------------------------------------------------- training loop
 _C.TRAIN = CN()
-_C.TRAIN.CHECKPOINT_FREQ = 0  # also save every N epochs (0: only after the last one)
+_C.TRAIN.CHECKPOINT_FREQ = 0  # a checkpoint is saved after every epoch; keep every N-th too (0: only the last)
 _C.TRAIN.PRINT_FREQ = 10  # a log line every N batches
 
 # ---------------------------------------------------------------- evaluation

@@ -247,7 +247,9 @@ def make_loader(cfg, items: Sequence[Datum], batch_size: int, transform: Callabl
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
         drop_last=is_train and len(items) >= batch_size,
         pin_memory=bool(cfg.DATALOADER.PIN_MEMORY and cfg.USE_CUDA and torch.cuda.is_available()),
-        persistent_workers=bool(cfg.DATALOADER.PERSISTENT_WORKERS and workers > 0))
+        # Training workers start anew every epoch, seeded from the global generator as the official (Dassl)
+        # loaders are: the run is then a function of its seed, and a resumed epoch draws what it drew before.
+        persistent_workers=bool(cfg.DATALOADER.PERSISTENT_WORKERS and workers > 0 and not is_train))
 
 
 class DataManager:

@@ -11,7 +11,7 @@ Default order (``default_hooks``), which matters inside ``after_epoch``:
 
 1. :class:`LRStepHook`      -- steps every scheduler once (the LR of the NEXT epoch is in place)
 2. :class:`BestValHook`     -- ``TEST.FINAL_MODEL best_val``: test on val, save ``model-best.pth.tar``
-3. :class:`CheckpointHook`  -- every ``TRAIN.CHECKPOINT_FREQ`` epochs and after the last one
+3. :class:`CheckpointHook`  -- after every epoch (older ones removed unless ``TRAIN.CHECKPOINT_FREQ`` keeps them)
 4. :class:`MetricsHook`     -- per-batch log line + TensorBoard scalars (``<output>/tensorboard``)
 5. :class:`FinalEvalHook`   -- after training: ``Finished training``, deploy the final model, test
 
@@ -80,14 +80,15 @@ class BestValHook(HookBase):
 
 
 class CheckpointHook(HookBase):
-    """Saves ``model.pth.tar-<epoch>`` every ``TRAIN.CHECKPOINT_FREQ`` epochs (if > 0) and after the last."""
+    """Saves ``model.pth.tar-<epoch>`` after every epoch, so a killed run loses at most one epoch, and removes the
+    previous epoch's file unless ``TRAIN.CHECKPOINT_FREQ`` (> 0) asks to keep every N-th epoch."""
 
     def after_epoch(self) -> None:
         t = self.trainer
-        freq = t.cfg.TRAIN.CHECKPOINT_FREQ
-        last = t.epoch + 1 == t.max_epoch
-        if last or (freq > 0 and (t.epoch + 1) % freq == 0):
-            t.save_model(t.epoch, t.output_dir)
+        t.save_model(t.epoch, t.output_dir)
+        freq, previous = t.cfg.TRAIN.CHECKPOINT_FREQ, t.epoch  # the 1-based epoch saved before this one
+        if previous >= 1 and not (freq > 0 and previous % freq == 0):
+            t.remove_epoch_files(previous, t.output_dir)
 
 
 class MetricsHook(HookBase):
@@ -95,7 +96,9 @@ class MetricsHook(HookBase):
     and TensorBoard scalars ``train/<loss name>`` (running mean) and ``train/lr`` per iteration."""
 
     def before_train(self) -> None:
-        self.trainer.init_writer(os.path.join(self.trainer.output_dir, "tensorboard"))
+        # a resumed run rewrites the steps of its interrupted epoch: TensorBoard drops the old ones
+        t = self.trainer
+        t.init_writer(os.path.join(t.output_dir, "tensorboard"), purge_step=t.start_epoch * len(t.train_loader_x))
 
     def after_step(self) -> None:
         t = self.trainer

@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from fileio import remove_stale_temps
+
 from .checkpoint import (BEST_FILE, POINTER_FILE, epoch_file, get_rng_state,
                          learnable_state_dict, load_checkpoint, load_learnable, save_checkpoint, set_rng_state)
 from .evaluation import Classification, prediction_rows, write_results
@@ -128,6 +130,13 @@ class TrainerBase:
                      "precision": self.precision.state_dict()}
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name,
                             update_pointer=not model_name)
+
+    def remove_epoch_files(self, epoch: int, directory: str) -> None:
+        """Delete ``model.pth.tar-<epoch>`` of every registered model (the pointer names a later file)."""
+        for name in self.get_model_names():
+            path = os.path.join(directory, name, epoch_file(epoch))
+            if os.path.isfile(path):
+                os.remove(path)
 
     def export_state_dict(self, name: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Hook: rename our learnable keys of model ``name`` to the names its checkpoints carry (default: same).
@@ -250,13 +259,13 @@ class TrainerBase:
         self.model_update()
 
     # ------------------------------------------------------------------ tensorboard
-    def init_writer(self, log_dir: str) -> None:
+    def init_writer(self, log_dir: str, purge_step: Optional[int] = None) -> None:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter  # lazy: imports tensorboard
 
             os.makedirs(log_dir, exist_ok=True)
             logger.info("TensorBoard events go to %s", log_dir)
-            self._writer = SummaryWriter(log_dir=log_dir)
+            self._writer = SummaryWriter(log_dir=log_dir, purge_step=purge_step or None)
 
     def close_writer(self) -> None:
         if self._writer is not None:
@@ -287,6 +296,9 @@ class TrainerBase:
 
     def before_train(self) -> None:
         resume = self.cfg.RESUME
+        for name in self.get_model_names():  # what a save killed half-way left behind
+            for path in remove_stale_temps(os.path.join(self.output_dir, name)):
+                logger.info("Removed %s, left by an interrupted save", path)
         self.start_epoch = self.resume_model_if_exist(resume or self.output_dir, required=bool(resume))
         self.time_start = time.time()
         for h in self._hooks:

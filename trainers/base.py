@@ -228,7 +228,7 @@ class PromptTrainer(TrainerBase):
     # True: model outputs also carry the plain CLIP's image features and hand-written class text features
     # (:meth:`frozen_templates`), for losses that compare with zero-shot CLIP.
     FROZEN_FEATURES: bool = False
-    LOG_ACCURACY: bool = True  # the training accuracy is logged beside the losses
+    LOG_ACCURACY: bool = False  # also log the training accuracy (as the official CoOp's lines do; the others' not)
     # Official whole-model files also hold the frozen CLIP and the learner's word-embedding buffers: loading
     # ignores these keys (see checkpoint_ignore_prefixes).
     FROZEN_OFFICIAL_PREFIXES: Tuple[str, ...] = ("image_encoder.", "text_encoder.", "logit_scale", "clip_model.",

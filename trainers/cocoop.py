@@ -78,7 +78,6 @@ class CoCoOp(PromptTrainer):
 
     CFG_NODE = "COCOOP"
     REGISTERED_NAME = "prompt_learner"
-    LOG_ACCURACY = False  # the official CoCoOp log lines show the loss only
 
     @classmethod
     def add_config(cls, cfg) -> None:

@@ -84,6 +84,7 @@ class CoOp(PromptTrainer):
     """CoOp: Learning to Prompt for Vision-Language Models (Zhou et al., IJCV 2022, arXiv 2109.01134)."""
 
     CFG_NODE = "COOP"
+    LOG_ACCURACY = True  # the official CoOp's log lines show the training accuracy
     REGISTERED_NAME = "prompt_learner"
 
     @classmethod

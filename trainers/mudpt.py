@@ -7,10 +7,9 @@
 ``UUMuDPT`` a transformer injection in each direction, added to each tower's own prompts (the shallow visual
             prompt, as in MuDPT, never reaches the text side).
 
-``DEEP_PROMPT_DEPTH`` D counts prompted layers including the input: the shallow prompts enter the tower and
-level ``j`` (0-based) of the ``D - 1`` deep prompts replaces the prompt span before block ``j + 1``.
-The injection transformer mixes the ``n`` tokens of ONE level (the levels are its batch), as the authors' code.
-Checkpoints carry the authors' key names (:func:`official_key_pairs`).
+``DEEP_PROMPT_DEPTH`` D counts prompted layers, the input included: deep level ``j`` (0-based) of ``D - 1`` enters
+block ``j + 1``. The injection transformer mixes the ``n`` tokens of ONE level (the levels are its batch), as the
+authors' code. Checkpoints carry the authors' key names (:func:`official_key_pairs`).
 """
 from __future__ import annotations
 
@@ -74,9 +73,8 @@ class TransformerInjection(nn.Module):
 
 
 def vision_side(variant: str, n_ctx: int, depth: int, vision_width: int, text_width: int) -> Dict[str, Any]:
-    """The vision tower's own prompts and its map to the text tower, which the authors' code builds inside CLIP
-    (right after the positional embedding, see ``_MuDPTTrainer.official_draws``); CLIP's fp16 conversion then
-    rounds that map's weights, so they start as fp16 numbers."""
+    """The vision tower's prompts and map to the text tower, which the authors' code builds inside CLIP (after the
+    positional embedding: ``official_draws``) and CLIP's fp16 conversion rounds (the map starts fp16-valued)."""
     ctx = random_prompts(n_ctx, vision_width)  # (n, Dv)
     deep = [level.clone() for level in random_prompts(depth - 1, n_ctx, vision_width)]  # one (D-1, n, Dv) draw
     if variant == "MuDPT":
@@ -88,9 +86,8 @@ def vision_side(variant: str, n_ctx: int, depth: int, vision_width: int, text_wi
 
 class MuDPTPromptLearner(PromptLearnerBase):
     """Text prompts ``text_ctx`` (n, Dt) + D-1 levels ``text_deep`` (n, Dt); own visual prompts ``vision_ctx``
-    (n, Dv) + ``vision_deep`` (n, Dv) except in UMuDPT; ``text_to_vision`` / ``vision_to_text`` injections.
-    Tensors are drawn in the authors' order, so a seed gives their initial values (``drawn``: see
-    :func:`vision_side`)."""
+    (n, Dv) + ``vision_deep`` (n, Dv) except in UMuDPT; ``text_to_vision`` / ``vision_to_text`` injections. Drawn
+    in the authors' order (``drawn``: :func:`vision_side`), so a seed gives their initial values."""
 
     def __init__(self, clip_model: CLIP, classnames: List[str], variant: str, n_ctx: int, ctx_init: str,
                  depth: int, drawn: Optional[Mapping[str, Any]] = None) -> None:
@@ -148,15 +145,10 @@ class MuDPTPromptLearner(PromptLearnerBase):
         return {"text": self.tokens, "shallow": self.text_ctx, "deep": deep_by_block(deep, self.text_blocks)}
 
 
-def learner_key_prefix(variant: str) -> str:
-    """Where the authors' files keep ``variant``'s prompt learner."""
-    return f"{variant.lower()}_prompt_learner."
-
-
 def official_key_pairs(variant: str) -> List[Tuple[str, str]]:
     """(our key, the authors' key) of every learnable tensor of ``variant``'s whole-model state (the authors keep
     each tower's deep levels in one stacked tensor)."""
-    ours, theirs = "prompt_learner.", learner_key_prefix(variant)
+    ours, theirs = "prompt_learner.", f"{variant.lower()}_prompt_learner."
     pairs = [("text_ctx", theirs + "ctx"), ("text_deep.{i}", theirs + "deep_prompts[{i}]")]
     vision = [("vision_ctx", "image_encoder.visual_ctx"),
               ("vision_deep.{i}", "image_encoder.visual_ctx_deep_prompts[{i}]")]
@@ -207,7 +199,7 @@ class _MuDPTTrainer(PromptTrainer):
         return official_key_pairs(self.VARIANT)
 
     def official_learner_prefix(self) -> str:
-        return learner_key_prefix(self.VARIANT)
+        return f"{self.VARIANT.lower()}_prompt_learner."  # where the authors' files keep the learner
 
 
 @TRAINER_REGISTRY.register()

@@ -84,7 +84,9 @@ def test_small_train_set_keeps_its_only_batch_and_workers_options(data_root):
     cfg.DATALOADER.NUM_WORKERS = 1
     dm = DataManager(cfg)
     assert not dm.train_loader_x.drop_last and len(dm.train_loader_x) == 1
-    assert dm.train_loader_x.persistent_workers and dm.train_loader_x.num_workers == 1
+    assert dm.train_loader_x.num_workers == 1 and dm.test_loader.persistent_workers
+    # training workers restart every epoch, seeded from the global generator (exact resume, as Dassl's loaders)
+    assert not dm.train_loader_x.persistent_workers
     cfg.DATALOADER.PERSISTENT_WORKERS = False
     assert not DataManager(cfg, dataset=dm.dataset).test_loader.persistent_workers
 
