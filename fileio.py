@@ -10,8 +10,10 @@ A leaf module: it imports only the standard library, so ``clip/``, ``engine/`` a
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, Callable, List, Union
 
@@ -42,9 +44,12 @@ def atomic_write(path: PathLike, write: Callable[[str], Any]) -> None:
         write(temp)
         os.chmod(temp, _default_mode())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(temp):
             os.remove(temp)
+        if isinstance(err, Exception) and shutil.disk_usage(folder).free < 1 << 20:
+            # a full disk surfaces as many things (torch.save: "basic_ios::clear: iostream error"): name it
+            raise OSError(errno.ENOSPC, "No space left on device", path) from err
         raise
 
 

@@ -12,21 +12,25 @@ Config order: defaults (engine/config.py) -> every registered trainer's ``add_co
 from __future__ import annotations
 
 import argparse
+import errno
+import fnmatch
 import logging
 import os
 import random
 import re
 import sys
+import time
 from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+import yaml
 from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (fills DATASET_REGISTRY)
 import trainers  # noqa: F401  (fills TRAINER_REGISTRY)
 from engine import TRAINER_REGISTRY, build_trainer, get_cfg_default
-from engine.logging import collect_env_info, setup_logger, write_config
+from engine.logging import collect_env_info, log_to_file, setup_logger, write_config
 
 logger = logging.getLogger("train")
 
@@ -57,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", type=str, default="", help="with --eval-only: run folder to take the weights from")
     p.add_argument("--load-epoch", type=int, help="with --eval-only: the epoch of the checkpoint to evaluate")
     p.add_argument("--no-train", action="store_true", help="build everything, then stop before training")
+    p.add_argument("--fresh", action="store_true",
+                   help="(ours) --output-dir holds another run: move it aside (to <dir>.replaced-<time>), start over")
+    p.add_argument("--debug", action="store_true", help="(ours) on an error, show the Python traceback")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                    help="config overrides as KEY VALUE pairs, e.g. OPTIM.MAX_EPOCH 5")
     return p
@@ -130,6 +137,8 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         merge_file(cfg, args.config_file)
     reset_cfg(cfg, args)
     merge_opts(cfg, args.opts)
+    if cfg.TRAINER.NAME in TRAINER_REGISTRY:  # settings the method derives from others, written down here
+        TRAINER_REGISTRY.get(cfg.TRAINER.NAME).resolve_config(cfg)
     cfg.freeze()
     return cfg
 
@@ -147,15 +156,69 @@ def _log_args(args: argparse.Namespace, cfg: CfgNode) -> None:
     logger.info("\n".join(lines + ["== resolved config ==", str(cfg)]))
 
 
+# Keys that may change between runs into one folder: they change how a run is executed, not what it computes.
+NEUTRAL_KEYS = ("OUTPUT_DIR", "RESUME", "VERBOSE", "USE_CUDA", "DATASET.ROOT", "DATASET.SPLIT_CACHE_DIR",
+                "DATALOADER.NUM_WORKERS", "DATALOADER.PIN_MEMORY", "DATALOADER.PERSISTENT_WORKERS",
+                "DATALOADER.TEST.BATCH_SIZE", "TRAIN.PRINT_FREQ", "TEST.SAVE_PREDICTIONS", "TEST.CACHE_TEXT",
+                "MODEL.TRIM_TEXT", "TRAINER.*.BATCHED_TEXT")
+
+
+def _flat(node: dict, prefix: str = "") -> dict:
+    """``{"A.B.C": value}`` of a nested config dict."""
+    out = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def config_changes(cfg: CfgNode, output_dir: str) -> List[str]:
+    """``KEY: saved -> now`` for every key that changes results and differs from ``<output_dir>/config.yaml``."""
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        saved = _flat(yaml.safe_load(f) or {})
+    now = _flat(yaml.safe_load(cfg.dump()))
+    return [f"{key}: {saved[key]!r} -> {now[key]!r}" for key in sorted(saved.keys() & now.keys())
+            if saved[key] != now[key] and not any(fnmatch.fnmatch(key, pattern) for pattern in NEUTRAL_KEYS)]
+
+
+def check_run_folder(cfg: CfgNode, fresh: bool) -> None:
+    """A run folder records one config: refuse, before touching any file, a run whose config differs in a key
+    that changes results (unless ``--fresh``)."""
+    changes = config_changes(cfg, cfg.OUTPUT_DIR)
+    if changes and not fresh:
+        listed = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise ConfigError(f"{cfg.OUTPUT_DIR} holds a run of another config ({listed}). Nothing was changed. Choose "
+                          f"a new --output-dir, or add --fresh to move that run aside and start over.")
+
+
+def start_run_folder(cfg: CfgNode, fresh: bool) -> None:
+    """The run really starts: (with ``--fresh``, move the old run aside), write config.yaml and the log."""
+    folder = cfg.OUTPUT_DIR
+    if fresh and os.path.isdir(folder) and os.listdir(folder):
+        aside = f"{folder.rstrip(os.sep)}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(folder, aside)
+        logger.info("Moved the previous run of %s to %s", folder, aside)
+    os.makedirs(folder, exist_ok=True)
+    write_config(cfg, folder)
+    log_to_file(folder)
+
+
 def main(argv: Optional[List[str]] = None):
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the trainer."""
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the trainer. Errors are raised
+    (:func:`cli` turns them into one message); no file of the run folder is written before the run starts."""
     args = build_parser().parse_args(argv)
     cfg = setup_cfg(args)
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
-        raise ValueError(f"Unknown trainer {cfg.TRAINER.NAME!r} (--trainer / TRAINER.NAME). Registered trainers: "
-                         f"{', '.join(TRAINER_REGISTRY.registered_names()) or '(none)'}")
-    setup_logger(cfg.OUTPUT_DIR)
-    write_config(cfg, cfg.OUTPUT_DIR)
+        raise ConfigError(f"Unknown trainer {cfg.TRAINER.NAME!r} (--trainer / TRAINER.NAME). Registered trainers: "
+                          f"{', '.join(TRAINER_REGISTRY.registered_names()) or '(none)'}")
+    trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    if args.eval_only and not (args.model_dir or cfg.MODEL.INIT_WEIGHTS or trainer_cls.EVALUATES_WITHOUT_WEIGHTS):
+        raise ConfigError(f"--eval-only would evaluate the untrained initial prompts of {cfg.TRAINER.NAME}: give "
+                          f"--model-dir (the run folder to evaluate) and --load-epoch")
+    check_run_folder(cfg, args.fresh)
+    setup_logger()  # the console now; log.txt once the run starts
     if cfg.SEED >= 0:
         logger.info("Seeding every random generator with %d", cfg.SEED)
         set_random_seed(cfg.SEED)
@@ -164,6 +227,7 @@ def main(argv: Optional[List[str]] = None):
     _log_args(args, cfg)
     logger.info("== environment ==\n%s\n", collect_env_info())
     trainer = build_trainer(cfg)
+    start_run_folder(cfg, args.fresh)
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
@@ -172,5 +236,34 @@ def main(argv: Optional[List[str]] = None):
     return trainer
 
 
+def describe(err: BaseException) -> str:
+    """One message for an error: what happened and, for the usual causes, what to do."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the disk holding {err.filename or 'the output'}: free some, or choose another place"
+    if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot write {err.filename}: the folder is read-only or not yours. Choose another --output-dir "
+                f"(or DATASET.SPLIT_CACHE_DIR for the dataset's cache files)")
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return str(err) or type(err).__name__
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    """``python train.py ...``: :func:`main`, with every error printed as one message (the traceback only with
+    ``--debug`` or ``PROMPT_CLIP_DEBUG=1``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print("Interrupted. Run the same command again to continue from the last finished epoch.", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if "--debug" in argv or os.environ.get("PROMPT_CLIP_DEBUG") == "1":
+            raise
+        print(f"ERROR: {describe(err)}\n(--debug shows the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli())

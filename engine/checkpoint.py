@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
+import re
 import shutil
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -72,19 +74,76 @@ def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,
     return fpath
 
 
-def load_checkpoint(fpath: str) -> Dict[str, Any]:
-    """Read a checkpoint file on the CPU. Returns a dict with at least ``state_dict``.
+class PickledObject:
+    """An inert stand-in for a torch optimizer or LR-scheduler object pickled in an official file: it keeps the
+    object's attributes as data and runs none of its code; ``state_dict()`` gives them back as torch would."""
 
-    Uses ``torch.load(weights_only=False)`` because Dassl files pickle optimizer/scheduler state: only call
-    this on files you trust. A plain ``{name: tensor}`` file is wrapped as ``{"state_dict": ...}``.
-    Raises FileNotFoundError (missing file) or ValueError naming the file (unreadable / not a checkpoint).
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state if isinstance(state, dict) else {"state": state})
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "optimizer"}
+
+
+class _OfficialFileUnpickler(pickle.Unpickler):
+    """Rebuilds tensors and plain containers, and torch's optimizer/scheduler classes as :class:`PickledObject`
+    (what official Dassl files hold besides tensors); refuses every other global, so no code can run."""
+
+    SAFE = {("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+            ("collections", "OrderedDict"), ("collections", "defaultdict"), ("builtins", "dict"),
+            ("__builtin__", "dict"), ("torch", "Size")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.SAFE:
+            return super().find_class(module, name)
+        if module.startswith(("torch.optim.", "dassl.optim.")):
+            return PickledObject
+        raise pickle.UnpicklingError(f"Unsupported global: GLOBAL {module}.{name}")
+
+
+class _OfficialFilePickle:
+    """The ``pickle_module`` torch.load uses for official files (only its Unpickler is read)."""
+
+    Unpickler = _OfficialFileUnpickler
+    load = staticmethod(lambda f, **kw: _OfficialFileUnpickler(f, **kw).load())
+
+
+def _read(fpath: str) -> Any:
+    """``torch.load(weights_only=True)``; for official files whose scheduler/optimizer objects it cannot rebuild,
+    the restricted unpickler above. Either way no global outside an allow-list is ever called."""
+    try:
+        return torch.load(fpath, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return torch.load(fpath, map_location="cpu", weights_only=False, pickle_module=_OfficialFilePickle)
+
+
+def load_checkpoint(fpath: str) -> Dict[str, Any]:
+    """Read a checkpoint file on the CPU, never running code from it. Returns a dict with at least ``state_dict``.
+
+    Files are read with ``torch.load(weights_only=True)``, and official files whose optimizer/scheduler objects
+    that cannot rebuild through an allow-list (:class:`_OfficialFileUnpickler`). A file that asks for any other
+    Python object could run code when unpickled: it is refused, with the command to convert it if it is trusted.
+    A plain ``{name: tensor}`` file is wrapped as ``{"state_dict": ...}``.
+    Raises FileNotFoundError (missing file) or ValueError naming the file (unreadable, refused, not a checkpoint).
     """
     if not os.path.isfile(fpath):
         raise FileNotFoundError(f"No checkpoint file at {fpath}")
     try:
-        ckpt = torch.load(fpath, map_location="cpu", weights_only=False)
-    except Exception as e:  # corrupt or truncated file, wrong format: say which file
-        raise ValueError(f"Cannot read checkpoint {fpath}: {type(e).__name__}: {e}") from e
+        ckpt = _read(fpath)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:
+            raise ValueError(f"Cannot read checkpoint {fpath}: {str(err).splitlines()[0]}") from None
+        raise ValueError(
+            f"Refused {fpath}: it asks to rebuild the Python object {found.group(1)}, and unpickling it could run "
+            f"code. If you trust the file, keep only its weights once: python -c \"import torch, sys; c = "
+            f"torch.load(sys.argv[1], weights_only=False); torch.save({{'state_dict': c['state_dict'], 'epoch': "
+            f"c.get('epoch')}}, sys.argv[1])\" {fpath}") from None
+    except Exception as err:  # truncated file, not a torch file: say which file
+        raise ValueError(f"Cannot read checkpoint {fpath}: {type(err).__name__}: {err}") from err
     if isinstance(ckpt, Mapping) and "state_dict" in ckpt:
         return dict(ckpt)
     if isinstance(ckpt, Mapping) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):

@@ -11,6 +11,7 @@ everything the benchmark protocol adds on top lives here, in one place:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -82,6 +83,10 @@ def sample_few_shot(items: Sequence[Datum], num_shots: int, rng: random.Random) 
     out: List[Datum] = []
     for group in by_label.values():
         out.extend(rng.sample(group, num_shots) if len(group) >= num_shots else group)
+    short = {group[0].classname: len(group) for group in by_label.values() if len(group) < num_shots}
+    if short:
+        logger.warning("%d of %d classes have fewer than %d images and keep all of theirs: %s", len(short),
+                       len(by_label), num_shots, ", ".join(f"{name} ({n})" for name, n in short.items()))
     return out
 
 
@@ -103,9 +108,9 @@ def base_new_subsample(*splits: Optional[List[Datum]], subsample: str = "all") -
             for split in splits]
 
 
-def _cache_candidates(cfg, dataset_dir: str, num_shots: int, seed: int) -> List[str]:
-    """Where a few-shot JSON may live: in the dataset folder, then under ``DATASET.SPLIT_CACHE_DIR`` (if set)."""
-    name = f"shot_{num_shots}-seed_{seed}.json"
+def _cache_candidates(cfg, dataset_dir: str, name: str) -> List[str]:
+    """Where a cache file ``split_fewshot/<name>`` may live: in the dataset folder, then under
+    ``DATASET.SPLIT_CACHE_DIR`` (if set)."""
     paths = [os.path.join(dataset_dir, FEWSHOT_DIRNAME, name)]
     if cfg.DATASET.SPLIT_CACHE_DIR:
         cache_root = os.path.abspath(os.path.expanduser(cfg.DATASET.SPLIT_CACHE_DIR))
@@ -113,18 +118,18 @@ def _cache_candidates(cfg, dataset_dir: str, num_shots: int, seed: int) -> List[
     return paths
 
 
-def _save_fewshot(cfg, paths: List[str], payload: dict) -> Optional[str]:
-    """Write the cache to the first writable candidate; warn (never fail) when the data root is read-only."""
+def _save_cache(paths: List[str], payload: dict, what: str) -> Optional[str]:
+    """Write a cache to the first writable candidate; warn (never fail) when the data root is read-only."""
     try:
         write_json(paths[0], payload)
         return paths[0]
     except OSError as err:
         if len(paths) > 1:  # the user asked for this folder explicitly: failing to write there is an error
             write_json(paths[1], payload)
-            logger.info("Data root not writable (%s); few-shot split cached in %s", err, paths[1])
+            logger.info("Data root not writable (%s); %s cached in %s", err, what, paths[1])
             return paths[1]
-        logger.warning("Cannot write the few-shot split cache %s (%s). Continuing without a cache; set "
-                       "DATASET.SPLIT_CACHE_DIR to a writable folder to cache it there.", paths[0], err)
+        logger.warning("Cannot write the %s cache %s (%s). Continuing without it; set DATASET.SPLIT_CACHE_DIR to "
+                       "a writable folder to cache it there.", what, paths[0], err)
         return None
 
 
@@ -136,7 +141,7 @@ def load_or_sample_fewshot(cfg, dataset_dir: str, train: List[Datum], val: Optio
     are ignored and never unpickled (the JSON draws equal the official ones for the same K and SEED).
     """
     num_shots, seed = int(cfg.DATASET.NUM_SHOTS), int(cfg.SEED)
-    paths = _cache_candidates(cfg, dataset_dir, num_shots, seed)
+    paths = _cache_candidates(cfg, dataset_dir, f"shot_{num_shots}-seed_{seed}.json")
     for path in paths:
         if os.path.isfile(path):
             logger.info("Loading few-shot split from %s", path)
@@ -154,7 +159,7 @@ def load_or_sample_fewshot(cfg, dataset_dir: str, train: List[Datum], val: Optio
         val = sample_few_shot(val, min(num_shots, VAL_SHOTS_CAP), rng)
     payload = {"num_shots": num_shots, "seed": seed, "train": items_to_records(train, dataset_dir),
                "val": None if val is None else items_to_records(val, dataset_dir)}
-    saved = _save_fewshot(cfg, paths, payload)
+    saved = _save_cache(paths, payload, "few-shot split")
     if saved:
         logger.info("Saved few-shot split to %s", saved)
     return train, val
@@ -203,6 +208,51 @@ def build_dataset(cfg) -> DatasetSplits:
                     cfg.DATASET.NAME)
     return DatasetSplits(name=cfg.DATASET.NAME, dataset_dir=reader.dataset_dir, train_x=train,
                          val=test if val is None else val, test=test)
+
+
+# ----------------------------------------------------------------------------------------------- image check
+IMAGE_CHECK_FILE = "image_check.json"  # kept beside the few-shot splits
+
+
+def _bad_image(path: str) -> Optional[str]:
+    """Why ``path`` is not a readable image (None if its header is fine)."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def check_images(cfg, splits: "DatasetSplits") -> None:
+    """Open and verify the header of every image the run will read, before it starts; raise one error naming all
+    bad files. A digest of the files' paths, sizes and times is kept in ``<dataset>/split_fewshot/image_check.json``
+    (or under ``DATASET.SPLIT_CACHE_DIR``), so an unchanged set of images is checked only once."""
+    paths = sorted({item.impath for split in (splits.train_x, splits.val, splits.test) for item in split})
+    digest, missing = hashlib.sha256(), []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            missing.append(path)
+            continue
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    records = _cache_candidates(cfg, splits.dataset_dir, IMAGE_CHECK_FILE)
+    known = next((json.loads(open(p).read()) for p in records if os.path.isfile(p)), {"verified": []})
+    if not missing and digest.hexdigest() in known["verified"]:
+        return
+    logger.info("Checking %d images of %s (once: the result is remembered)", len(paths), splits.name)
+    bad = {path: "missing" for path in missing}
+    bad.update({path: why for path in paths if path not in bad for why in [_bad_image(path)] if why})
+    if bad:
+        listed = "\n".join(f"  {path}: {why}" for path, why in sorted(bad.items())[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise RuntimeError(f"{len(bad)} of the {len(paths)} images of {splits.name} cannot be read:\n{listed}{more}\n"
+                           f"Re-download or re-extract the dataset (tools/prepare_datasets.py, docs/DATASETS.md).")
+    known["verified"] = (known["verified"] + [digest.hexdigest()])[-50:]
+    _save_cache(records, known, "image check")
 
 
 # ----------------------------------------------------------------------------------------------- loaders
@@ -262,6 +312,7 @@ class DataManager:
 
     def __init__(self, cfg, dataset: Optional[DatasetSplits] = None) -> None:
         self.dataset = build_dataset(cfg) if dataset is None else dataset
+        check_images(cfg, self.dataset)
         train_tfm, test_tfm = build_transform(cfg, is_train=True), build_transform(cfg, is_train=False)
         test_bs = cfg.DATALOADER.TEST.BATCH_SIZE
         self.train_loader_x = make_loader(cfg, self.dataset.train_x, cfg.DATALOADER.TRAIN_X.BATCH_SIZE, train_tfm,

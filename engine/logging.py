@@ -11,6 +11,7 @@ parsers (tools/parse_test_res.py) read.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import platform
 import sys
@@ -19,6 +20,8 @@ from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
+
+from fileio import atomic_write
 
 _HANDLER_TAG = "_engine_run_handler"
 
@@ -49,32 +52,45 @@ def _rotate(fpath: str) -> Optional[str]:
     return target
 
 
-def setup_logger(output: Optional[str], level: int = logging.INFO) -> Optional[str]:
-    """Send log records to stdout and to ``<output>/log.txt`` (or to ``output`` if it ends with .txt/.log).
+def setup_logger(output: Optional[str] = None, level: int = logging.INFO) -> Optional[str]:
+    """Send log records to stdout, and to ``<output>/log.txt`` (``output`` itself if it ends with .txt/.log).
 
-    Idempotent: handlers installed by an earlier call are closed and replaced.
-    Args:
-        output: run folder or log file path; None -> console only.
-    Returns:
-        the log file path (None without ``output``).
+    Without ``output`` the records are also kept in memory until :func:`log_to_file` gives them a file, so that a
+    run writes its log only once it really starts (a bad input then leaves the run folder untouched).
+    Idempotent: handlers installed by an earlier call are closed and replaced. Returns the log file path.
     """
     close_logger()
     root = logging.getLogger()
     root.setLevel(level)
-    fmt = logging.Formatter("%(message)s")
-    console = _StdoutHandler()
-    handlers = [console]
-    fpath = None
-    if output:
-        fpath = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
-        os.makedirs(os.path.dirname(os.path.abspath(fpath)), exist_ok=True)
-        rotated = _rotate(fpath)
-        handlers.append(logging.FileHandler(fpath, mode="w", encoding="utf-8"))
+    handlers: list = [_StdoutHandler()]
+    if not output:
+        handlers.append(logging.handlers.MemoryHandler(capacity=10 ** 6, flushLevel=logging.CRITICAL + 1))
     for h in handlers:
-        h.setFormatter(fmt)
+        h.setFormatter(logging.Formatter("%(message)s"))
         setattr(h, _HANDLER_TAG, True)
         root.addHandler(h)
-    if fpath and rotated:
+    return log_to_file(output) if output else None
+
+
+def log_to_file(output: str) -> str:
+    """Write the log to ``<output>/log.txt`` from now on, first the records kept since :func:`setup_logger`.
+
+    An earlier ``log.txt`` (a resumed or repeated run) is renamed first (see the module docstring).
+    """
+    fpath = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
+    os.makedirs(os.path.dirname(os.path.abspath(fpath)), exist_ok=True)
+    rotated = _rotate(fpath)
+    file_handler = logging.FileHandler(fpath, mode="w", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(message)s"))
+    setattr(file_handler, _HANDLER_TAG, True)
+    root = logging.getLogger()
+    for kept in [h for h in root.handlers if isinstance(h, logging.handlers.MemoryHandler)]:
+        for record in kept.buffer:
+            file_handler.handle(record)
+        root.removeHandler(kept)
+        kept.buffer.clear()
+    root.addHandler(file_handler)
+    if rotated:
         logging.getLogger(__name__).info("Previous log moved to %s", rotated)
     return fpath
 
@@ -89,10 +105,13 @@ def close_logger() -> None:
 
 def write_config(cfg, output_dir: str, name: str = "config.yaml") -> str:
     """Write the resolved config (``cfg.dump()``) to ``<output_dir>/config.yaml``; returns the path."""
-    os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, name)
-    with open(path, "w") as f:
-        f.write(cfg.dump())
+
+    def dump(temp: str) -> None:
+        with open(temp, "w") as f:
+            f.write(cfg.dump())
+
+    atomic_write(path, dump)
     return path
 
 

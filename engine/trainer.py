@@ -66,9 +66,17 @@ class TrainerBase:
         self.register_hooks(self.build_hooks())
 
     # ------------------------------------------------------------------ construction
+    #: ``--eval-only`` without weights is meaningful (nothing is learned, e.g. zero-shot CLIP)
+    EVALUATES_WITHOUT_WEIGHTS = False
+
     @classmethod
     def add_config(cls, cfg) -> None:
         """Add this trainer's config node (e.g. ``cfg.TRAINER.COOP``); called by ``train.setup_cfg``."""
+
+    @classmethod
+    def resolve_config(cls, cfg) -> None:
+        """Set the values this method derives from other keys, before the config is frozen and saved, so that
+        config.yaml records what runs (default: nothing)."""
 
     def build_data_loader(self) -> None:
         """``self.dm = DataManager(cfg)`` and copy its loaders / label maps onto the trainer."""

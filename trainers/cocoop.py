@@ -12,7 +12,7 @@ from clip.model import CLIP
 from engine import TRAINER_REGISTRY
 
 from .base import PromptedCLIP, PromptLearnerBase, PromptTrainer, clean_classnames
-from .prompts import WHOLE_PHRASE, init_context, round_to_fp16
+from .prompts import WHOLE_PHRASE, init_context, resolve_context_length, round_to_fp16
 
 
 class MetaNet(nn.Module):
@@ -87,6 +87,10 @@ class CoCoOp(PromptTrainer):
         cfg.TRAINER.COCOOP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
         # (ours) True: one text-tower call over all B*C prompts of a batch; False: one call per image.
         cfg.TRAINER.COCOOP.BATCHED_TEXT = True
+
+    @classmethod
+    def resolve_config(cls, cfg) -> None:
+        resolve_context_length(cfg.TRAINER[cls.CFG_NODE], f"TRAINER.{cls.CFG_NODE}")
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> CoCoOpPromptLearner:
         c = self.method_cfg

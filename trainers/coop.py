@@ -13,7 +13,7 @@ from clip.tokenizer import get_tokenizer
 from engine import TRAINER_REGISTRY
 
 from .base import PromptLearnerBase, PromptTrainer, clean_classnames
-from .prompts import WHOLE_PHRASE, init_context
+from .prompts import WHOLE_PHRASE, init_context, resolve_context_length
 
 
 class CoOpPromptLearner(PromptLearnerBase):
@@ -95,6 +95,10 @@ class CoOp(PromptTrainer):
         cfg.TRAINER.COOP.CTX_INIT = ""  # words the learned tokens start from; "" = random start
         cfg.TRAINER.COOP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
         cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # where the class name sits: end | middle | front
+
+    @classmethod
+    def resolve_config(cls, cfg) -> None:
+        resolve_context_length(cfg.TRAINER[cls.CFG_NODE], f"TRAINER.{cls.CFG_NODE}")
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> CoOpPromptLearner:
         c = self.method_cfg

@@ -60,6 +60,16 @@ def text_point(block: int) -> str:
     return f"text.block{block}"
 
 
+def resolve_context_length(node, key: str) -> None:
+    """CoOp/CoCoOp (:data:`WHOLE_PHRASE`): a CTX_INIT phrase makes N_CTX its number of words. Written into the
+    config node before it is saved, with a warning when it changes what was asked."""
+    words = len(node.CTX_INIT.replace("_", " ").split(" ")) if node.CTX_INIT else 0
+    if words and words != node.N_CTX:
+        logger.warning("%s.N_CTX %d becomes %d, the number of words of CTX_INIT %r (as the official code does)",
+                       key, node.N_CTX, words, node.CTX_INIT)
+        node.N_CTX = words
+
+
 def init_context(clip_model: CLIP, n_ctx: int, ctx_init: str, words: str, key: str, n_classes: int = 0,
                  dtype: torch.dtype = torch.float32) -> Tuple[torch.Tensor, str]:
     """The initial text context and the phrase written before each class name in the tokenized prompts.

@@ -35,6 +35,8 @@ class ZeroShotClassifier(nn.Module):
 class ZeroshotCLIP(TrainerBase):
     """Zero-shot CLIP (Radford et al., ICML 2021) with one hand-written template per dataset."""
 
+    EVALUATES_WITHOUT_WEIGHTS = True
+
     def templates(self) -> List[str]:
         return [template_for(self.cfg.DATASET.NAME)]
 
