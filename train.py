@@ -209,6 +209,7 @@ def main(argv: Optional[List[str]] = None):
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the trainer. Errors are raised
     (:func:`cli` turns them into one message); no file of the run folder is written before the run starts."""
     args = build_parser().parse_args(argv)
+    setup_logger()  # the console now; log.txt once the run starts
     cfg = setup_cfg(args)
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
         raise ConfigError(f"Unknown trainer {cfg.TRAINER.NAME!r} (--trainer / TRAINER.NAME). Registered trainers: "
@@ -218,7 +219,6 @@ def main(argv: Optional[List[str]] = None):
         raise ConfigError(f"--eval-only would evaluate the untrained initial prompts of {cfg.TRAINER.NAME}: give "
                           f"--model-dir (the run folder to evaluate) and --load-epoch")
     check_run_folder(cfg, args.fresh)
-    setup_logger()  # the console now; log.txt once the run starts
     if cfg.SEED >= 0:
         logger.info("Seeding every random generator with %d", cfg.SEED)
         set_random_seed(cfg.SEED)

@@ -136,7 +136,8 @@ def read_state_dict(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"{path} is neither a TorchScript archive nor a torch.save'd state_dict "
                 f"(TorchScript: {str(jit_err).splitlines()[0]}; torch.load: {type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''})"
+                f"{str(err).splitlines()[0] if str(err) else ''}). The file is damaged or not CLIP weights: a "
+                f"download cached by name is fetched again once you delete it; otherwise get the file again"
             ) from None
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path} holds a {type(state_dict).__name__}, not a CLIP state_dict {{name: tensor}}")

@@ -27,8 +27,24 @@ from .evaluation import Classification, prediction_rows, write_results
 from .hooks import HookBase, default_hooks
 from .logging import AverageMeter, MetricMeter
 from .precision import Precision
+from .registry import TRAINER_REGISTRY
 
 logger = logging.getLogger(__name__)
+
+
+def _owners(directory: str, also_written_by: str = "") -> str:
+    """A hint naming the trainers whose checkpoint folders ``directory`` holds (a checkpoint of another method?)."""
+    found: Dict[str, List[str]] = {}
+    for trainer, cls in TRAINER_REGISTRY:
+        folder = getattr(cls, "REGISTERED_NAME", "")
+        if folder and os.path.isdir(os.path.join(directory, folder)):
+            found.setdefault(folder, []).append(trainer)
+    if also_written_by:
+        found = {folder: owners for folder, owners in found.items() if folder == also_written_by}
+    if not found:
+        return ""
+    listed = "; ".join(f"{folder}/ is written by {' or '.join(owners)}" for folder, owners in sorted(found.items()))
+    return f". {directory} holds checkpoints of other methods? {listed}: check --model-dir and --trainer"
 
 
 class TrainerBase:
@@ -209,9 +225,13 @@ class TrainerBase:
             if not os.path.isfile(path):
                 folder = os.path.dirname(path)
                 have = sorted(os.listdir(folder)) if os.path.isdir(folder) else "folder missing"
-                raise FileNotFoundError(f"No model at {path} (found in {folder}: {have})")
+                raise FileNotFoundError(f"No model at {path} (found in {folder}: {have}){_owners(directory)}")
             ckpt = load_checkpoint(path)
-            self._load_weights(name, ckpt, path)
+            try:
+                self._load_weights(name, ckpt, path)
+            except (KeyError, ValueError) as err:
+                hint = _owners(directory, also_written_by=name)
+                raise type(err)(f"{err.args[0] if err.args else err}{hint}") from None
             logger.info("Weights of %s read from %s (epoch %s, val_result %s)", name, path, ckpt.get("epoch"),
                         ckpt.get("val_result"))
 

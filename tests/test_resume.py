@@ -83,6 +83,12 @@ def test_killed_run_resumes_to_the_uninterrupted_result(workers, kill_at, uninte
     assert not any(p.name.endswith(".tmp") for p in folder.iterdir())
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint", f"model.pth.tar-{EPOCHS}"]
     _assert_same(out, uninterrupted[workers])
+    if workers == 0 and kill_at.startswith("step"):  # TensorBoard shows each step once, not the repeated ones twice
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(out / "tensorboard"))
+        events.Reload()
+        assert [e.step for e in events.Scalars("train/loss")] == list(range(EPOCHS * 6))
 
 
 def test_a_real_sigkill_in_the_third_epoch_resumes_from_the_second(uninterrupted, _pristine_data, tiny_clip_path,
