@@ -140,3 +140,30 @@ def test_unreadable_files_name_the_file(tmp_path):
     plain = tmp_path / "plain.pth"
     torch.save({"ctx": torch.ones(4, 512)}, plain)
     assert torch.equal(load_checkpoint(str(plain))["state_dict"]["ctx"], torch.ones(4, 512))
+
+
+def test_official_files_with_pickled_scheduler_objects_load_inertly(tmp_path):
+    from engine.checkpoint import PickledObject
+    from engine.config import get_cfg_default
+    from engine.optim import build_lr_scheduler, build_optimizer
+
+    ctx = nn.Parameter(torch.zeros(4, 512))
+    optimizer = torch.optim.SGD([ctx], lr=0.002, momentum=0.9)
+    successor = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+    ctx.grad = torch.ones_like(ctx)
+    optimizer.step()
+    successor.step()
+    # what an official Dassl file holds: the warm-up scheduler's state with the successor OBJECT (and its optimizer)
+    official = {"state_dict": {"ctx": ctx.detach()}, "epoch": 2, "optimizer": optimizer.state_dict(),
+                "scheduler": {"successor": successor, "warmup_epoch": 1, "cons_lr": 1e-5, "base_lrs": [0.002],
+                              "last_epoch": 1, "_last_lr": [0.002]}, "val_result": None}
+    path = tmp_path / "model.pth.tar-2"
+    torch.save(official, path)
+    ckpt = load_checkpoint(str(path))
+    assert isinstance(ckpt["scheduler"]["successor"], PickledObject)  # data only: none of its code ran
+    cfg = get_cfg_default().OPTIM
+    cfg.merge_from_list(["NAME", "sgd", "LR", 0.002, "LR_SCHEDULER", "cosine", "MAX_EPOCH", 10, "WARMUP_EPOCH", 1,
+                         "WARMUP_TYPE", "constant"])
+    ours = build_lr_scheduler(build_optimizer([nn.Parameter(torch.zeros(4, 512))], cfg), cfg)
+    ours.load_state_dict(ckpt["scheduler"])
+    assert ours.successor.last_epoch == 1 and ours.successor.T_max == 10
