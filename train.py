@@ -29,7 +29,7 @@ from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (fills DATASET_REGISTRY)
 import trainers  # noqa: F401  (fills TRAINER_REGISTRY)
-from engine import TRAINER_REGISTRY, build_trainer, get_cfg_default
+from engine import TRAINER_REGISTRY, build_trainer, distributed, get_cfg_default
 from engine.logging import collect_env_info, log_to_file, setup_logger, write_config
 
 logger = logging.getLogger("train")
@@ -219,6 +219,12 @@ def main(argv: Optional[List[str]] = None):
         raise ConfigError(f"--eval-only would evaluate the untrained initial prompts of {cfg.TRAINER.NAME}: give "
                           f"--model-dir (the run folder to evaluate) and --load-epoch")
     check_run_folder(cfg, args.fresh)
+    distributed.init_from_env(cfg.USE_CUDA)  # under torchrun: join the other processes
+    if not distributed.is_main():  # one process speaks and writes: the others only report problems
+        logging.getLogger().setLevel(logging.WARNING)
+    if distributed.world_size() > 1:
+        logger.info("Processes: %d (torchrun); DATALOADER.TRAIN_X.BATCH_SIZE %d is split across them",
+                    distributed.world_size(), cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
     if cfg.SEED >= 0:
         logger.info("Seeding every random generator with %d", cfg.SEED)
         set_random_seed(cfg.SEED)
@@ -227,7 +233,9 @@ def main(argv: Optional[List[str]] = None):
     _log_args(args, cfg)
     logger.info("== environment ==\n%s\n", collect_env_info())
     trainer = build_trainer(cfg)
-    start_run_folder(cfg, args.fresh)
+    if distributed.is_main():
+        start_run_folder(cfg, args.fresh)
+    distributed.barrier()
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()

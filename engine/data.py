@@ -22,10 +22,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from fileio import write_json
 
+from . import distributed
 from .registry import DATASET_REGISTRY
 from .transforms import build_transform
 
@@ -286,20 +287,49 @@ class ImageListDataset(Dataset):
                 "impath": item.impath, "index": index}
 
 
+class GlobalBatchSlices(Sampler):
+    """The shuffled batches of ``batch_size`` one process would draw, of which process ``rank`` of ``world`` takes
+    positions ``[rank * b, (rank + 1) * b)`` with ``b = batch_size / world``: together the processes see exactly the
+    single-process batches, in the same order (every process draws the same permutation from the same seed)."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, rank: int, world: int) -> None:
+        self.batches = BatchSampler(RandomSampler(dataset), batch_size, drop_last=True)
+        self.rank, self.part = rank, batch_size // world
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield batch[self.rank * self.part:(self.rank + 1) * self.part]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def make_loader(cfg, items: Sequence[Datum], batch_size: int, transform: Callable, is_train: bool) -> DataLoader:
-    """Training: shuffled, the last incomplete batch dropped (when there is a full one); else in order."""
+    """Training: shuffled, the last incomplete batch dropped (when there is a full one); else in order. Under
+    torchrun, training batches are split across the processes (``GlobalBatchSlices``) and evaluation items into
+    one contiguous part per process (gathered back in order by the trainer)."""
     if not items:
         raise ValueError("Cannot build a data loader over an empty split")
+    world, rank = distributed.world_size(), distributed.rank()
     dataset = ImageListDataset(items, transform)
-    sampler = RandomSampler(dataset) if is_train else SequentialSampler(dataset)
     workers = int(cfg.DATALOADER.NUM_WORKERS)
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-        drop_last=is_train and len(items) >= batch_size,
-        pin_memory=bool(cfg.DATALOADER.PIN_MEMORY and cfg.USE_CUDA and torch.cuda.is_available()),
-        # Training workers start anew every epoch, seeded from the global generator as the official (Dassl)
-        # loaders are: the run is then a function of its seed, and a resumed epoch draws what it drew before.
-        persistent_workers=bool(cfg.DATALOADER.PERSISTENT_WORKERS and workers > 0 and not is_train))
+    common = dict(num_workers=workers, pin_memory=bool(cfg.DATALOADER.PIN_MEMORY and cfg.USE_CUDA and
+                                                        torch.cuda.is_available()),
+                  # Training workers start anew every epoch, seeded from the global generator as the official
+                  # (Dassl) loaders are: the run is then a function of its seed, and a resumed epoch draws the same.
+                  persistent_workers=bool(cfg.DATALOADER.PERSISTENT_WORKERS and workers > 0 and not is_train))
+    if is_train and world > 1:
+        if batch_size % world or len(items) < batch_size:
+            raise ValueError(f"DATALOADER.TRAIN_X.BATCH_SIZE {batch_size} is the global batch: it must be a multiple "
+                             f"of the {world} processes and at most the {len(items)} training images")
+        return DataLoader(dataset, batch_sampler=GlobalBatchSlices(dataset, batch_size, rank, world), **common)
+    if is_train:
+        return DataLoader(dataset, batch_size=batch_size, sampler=RandomSampler(dataset),
+                          drop_last=len(items) >= batch_size, **common)
+    share = -(-len(items) // world)  # this process's contiguous part of the evaluation items
+    part = range(min(rank * share, len(items)), min((rank + 1) * share, len(items)))
+    return DataLoader(dataset, batch_size=batch_size, sampler=list(part) if world > 1 else SequentialSampler(dataset),
+                      **common)
 
 
 class DataManager:

@@ -117,11 +117,12 @@ def prediction_rows(impaths: Optional[Sequence[str]], labels: torch.Tensor,
 
 
 def write_results(output_dir: str, split: str, results: Dict[str, float], evaluator: Classification,
-                  predictions: Optional[List[Dict[str, Any]]] = None) -> None:
-    """``<output_dir>/results.json`` (the metrics in percent, the split, num_images, correct, total) and, when
-    given, ``predictions.json`` (rows of :func:`prediction_rows` in loader order)."""
+                  predictions: Optional[List[Dict[str, Any]]] = None, world_size: int = 1) -> None:
+    """``<output_dir>/results.json`` (the metrics in percent, the split, num_images, correct, total, and the
+    number of processes that ran it) and, when given, ``predictions.json`` (rows of :func:`prediction_rows` in
+    loader order)."""
     payload = dict(results, split=split, num_images=evaluator.total, correct=evaluator.correct,
-                   total=evaluator.total)
+                   total=evaluator.total, world_size=world_size)
     write_json(os.path.join(output_dir, "results.json"), payload, indent=1)
     if predictions is not None:
         write_json(os.path.join(output_dir, "predictions.json"), predictions, indent=1)

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from fileio import remove_stale_temps
 
+from . import distributed
 from .checkpoint import (BEST_FILE, POINTER_FILE, epoch_file, get_rng_state,
                          learnable_state_dict, load_checkpoint, load_learnable, save_checkpoint, set_rng_state)
 from .evaluation import Classification, prediction_rows, write_results
@@ -69,7 +70,7 @@ class TrainerBase:
         self._hooks: List[HookBase] = []
         self.cfg = cfg
         use_cuda = cfg.USE_CUDA and torch.cuda.is_available()
-        self.device = torch.device("cuda" if use_cuda else "cpu")
+        self.device = torch.device("cuda", distributed.local_rank()) if use_cuda else torch.device("cpu")
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
@@ -143,7 +144,10 @@ class TrainerBase:
         """Save every registered model to ``<directory>/<name>/model.pth.tar-<epoch + 1>`` (or ``model_name``).
 
         Only learnable tensors are written; optimizer/scheduler states and RNG states come along for resuming.
+        Under torchrun only the first process writes (every process holds the same tensors).
         """
+        if not distributed.is_main():
+            return
         for name in self.get_model_names():
             optim, sched = self._optims[name], self._scheds[name]
             state = {"state_dict": self.export_state_dict(name, learnable_state_dict(self._models[name])),
@@ -157,7 +161,7 @@ class TrainerBase:
 
     def remove_epoch_files(self, epoch: int, directory: str) -> None:
         """Delete ``model.pth.tar-<epoch>`` of every registered model (the pointer names a later file)."""
-        for name in self.get_model_names():
+        for name in self.get_model_names() if distributed.is_main() else ():
             path = os.path.join(directory, name, epoch_file(epoch))
             if os.path.isfile(path):
                 os.remove(path)
@@ -274,8 +278,12 @@ class TrainerBase:
                 opt.zero_grad()
 
     def model_backward(self, loss: torch.Tensor) -> None:
+        """Check ``loss`` is finite, backward (through ``self.precision``); under torchrun the learnable gradients
+        are then averaged over the processes, so each backward gives the gradient of the global batch."""
         self.detect_anomaly(loss)
         self.precision.backward(loss)
+        distributed.average_gradients(p for model in self._models.values() for p in model.parameters()
+                                      if p.requires_grad)
 
     def model_update(self) -> None:
         self.precision.step(self._optims.values())
@@ -288,7 +296,7 @@ class TrainerBase:
 
     # ------------------------------------------------------------------ tensorboard
     def init_writer(self, log_dir: str, purge_step: Optional[int] = None) -> None:
-        if self._writer is None:
+        if self._writer is None and distributed.is_main():
             from torch.utils.tensorboard import SummaryWriter  # lazy: imports tensorboard
 
             os.makedirs(log_dir, exist_ok=True)
@@ -402,9 +410,14 @@ class TrainerBase:
             self.evaluator.process(logits, labels)
             if self.cfg.TEST.SAVE_PREDICTIONS:
                 preds.extend(prediction_rows(batch.get("impath"), labels, logits))
+        # under torchrun each process evaluated one contiguous part: put the parts back in order, everywhere
+        self.evaluator.y_true, self.evaluator.y_pred = (distributed.gather(self.evaluator.y_true),
+                                                        distributed.gather(self.evaluator.y_pred))
+        preds = distributed.gather(preds)
         results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
-        write_results(self.output_dir, split, results, self.evaluator,
-                      preds if self.cfg.TEST.SAVE_PREDICTIONS else None)
+        if distributed.is_main():
+            write_results(self.output_dir, split, results, self.evaluator,
+                          preds if self.cfg.TEST.SAVE_PREDICTIONS else None, world_size=distributed.world_size())
         return dict(results)

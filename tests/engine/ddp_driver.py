@@ -1,0 +1,38 @@
+"""``[torchrun --nproc_per_node=N] python ddp_driver.py OUT DATA WEIGHTS``: one short ``train.main`` run per
+registered trainer (tiny CLIP, no random augmentation), each into ``OUT/<trainer>``. The DDP test runs it with 1 and
+with 2 processes and compares the results."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import train  # noqa: E402
+from engine import TRAINER_REGISTRY  # noqa: E402
+
+CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
+           "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "VPT": "VPT/vit_b16_c2_ep5_batch4_4.yaml",
+           "IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml", "MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml",
+           "UMuDPT": "UMuDPT/vit_b16_bz4_ep5_nctx2_depth9.yaml",
+           "UUMuDPT": "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"}
+
+
+def main(out: str, data: str, weights: str) -> None:
+    for name, cls in TRAINER_REGISTRY:
+        if cls.EVALUATES_WITHOUT_WEIGHTS:
+            continue
+        node = cls.CFG_NODE
+        train.main(["--root", data, "--seed", "3", "--trainer", name,
+                    "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
+                    "--config-file", str(REPO / "configs/trainers" / CONFIGS.get(name, "CoOp/vit_b16.yaml")),
+                    "--output-dir", f"{out}/{name}", "DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base",
+                    "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']", "MODEL.BACKBONE.PATH", weights,
+                    "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.02", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
+                    "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8", f"TRAINER.{node}.PREC", "fp32",
+                    "USE_CUDA", "False"])
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,0 +1,65 @@
+"""torchrun: two CPU processes (gloo) train every registered trainer to the tensors and accuracy of one process
+on the same global batches; only the first process writes; a global batch that does not split is refused."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import trainers  # noqa: F401  (fills the registry)
+from engine import TRAINER_REGISTRY
+
+REPO = Path(__file__).resolve().parents[1]
+DRIVER = REPO / "tests" / "engine" / "ddp_driver.py"
+TRAINABLE = [name for name, cls in TRAINER_REGISTRY if not cls.EVALUATES_WITHOUT_WEIGHTS]
+
+
+def _launch(processes: int, out: Path, data: Path, weights: Path) -> None:
+    cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+           if processes > 1 else [sys.executable])
+    result = subprocess.run([*cmd, str(DRIVER), str(out), str(data), str(weights)], cwd=REPO, capture_output=True,
+                            text=True, timeout=900, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, _pristine_data, tiny_clip_path):
+    root = tmp_path_factory.mktemp("ddp")
+    for processes in (1, 2):
+        _launch(processes, root / f"p{processes}", _pristine_data, tiny_clip_path)
+    return root
+
+
+def _final(folder: Path):
+    (checkpoint,) = folder.glob("*/model.pth.tar-2")
+    return torch.load(checkpoint, weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_two_processes_train_what_one_process_trains(name, runs):
+    one, two = runs / "p1" / name, runs / "p2" / name
+    expected, got = _final(one), _final(two)
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert (got[key] - value).abs().max() <= 1e-5 * max(value.abs().max().item(), 1e-12), key
+    result_one, result_two = (json.loads((f / "results.json").read_text()) for f in (one, two))
+    assert result_two["accuracy"] == result_one["accuracy"] and result_two["num_images"] == 36
+    assert (result_one["world_size"], result_two["world_size"]) == (1, 2)
+    log = (two / "log.txt").read_text()
+    assert "Processes: 2 (torchrun)" in log and log.count("Finished training") == 1  # one process writes
+
+
+def test_a_global_batch_that_does_not_split_is_refused(data_root, tiny_clip_path, tmp_path):
+    argv = ["--root", str(data_root), "--trainer", "CoCoOp", "--output-dir", str(tmp_path / "run"),
+            "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
+            "--config-file", str(REPO / "configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml"),
+            "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base", "INPUT.SIZE", "(32, 32)",
+            "MODEL.BACKBONE.PATH", str(tiny_clip_path), "DATALOADER.NUM_WORKERS", "0", "USE_CUDA", "False"]
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "train.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "BATCH_SIZE 1 is the global batch: it must be a multiple of the 2 processes" in result.stderr
