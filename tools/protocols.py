@@ -1,21 +1,19 @@
-"""The runner behind scripts/: which train.py jobs a script call means, and running them.
+"""Which train.py jobs a script call means: the protocols of every method as data.
 
 Every ``scripts/<method>/<protocol>.sh`` (coop/main.sh, coop/eval.sh, zsclip/zeroshot.sh, run_all.sh too) links to
-scripts/run.sh, which calls ``python tools/protocols.py <path it was called as> ARGS...``: the folder names the
+scripts/run.sh, which calls ``python tools/grid.py --script <path it was called as> ARGS...``: the folder names the
 method, the file the protocol (``bash scripts/run.sh METHOD PROTOCOL ARGS...`` names both). :func:`plan` lists
-the jobs as data, ``Job(out, argv, needs)``; :func:`run_jobs` runs each as ``$PYTHON train.py ARGV`` in the
-repository root, skipping finished ones (another runner, e.g. over several GPUs, can take the same list). The
-environment variables are listed in the README ("Real experiments"); coop/eval.sh also reads NCTX, CSC and CTP.
+the jobs, ``Job(out, argv, needs)``, and tools/grid.py runs them (one after the other for a script, over GPUs or
+SLURM for a grid). The environment variables are listed in the README ("Real experiments"); coop/eval.sh also
+reads NCTX, CSC and CTP.
 """
 from __future__ import annotations
 
 import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 # Method (or MuDPT variant) -> trainer, then the config of base-to-novel, cross-dataset and few-shot runs. The
@@ -248,51 +246,3 @@ def is_finished(out: str) -> bool:
     """The run wrote its final results.json (under TEST.FINAL_MODEL best_val one of the *val* split comes first)."""
     results = REPO / out / "results.json"
     return results.is_file() and not re.search(r'"split"\s*:\s*"val"', results.read_text())
-
-
-def run_jobs(jobs: Sequence[Job], env: Mapping[str, str], launch: Optional[Callable[[list], int]] = None) -> int:
-    """Run each job as ``$PYTHON train.py ARGV`` (``launch(command)``, default a subprocess in the repository
-    root), skipping finished ones; under DRY_RUN=1 print the commands instead. Stops at the first failure."""
-    dry = env.get("DRY_RUN") == "1"
-    for job in jobs:
-        if job.needs and not dry and not (REPO / job.needs).is_dir():
-            raise ScriptError(f"model directory not found: {job.needs} (train the model first)")
-        if is_finished(job.out):
-            print(f"Results exist in {job.out}/results.json: skip this job (delete the folder to run it again)",
-                  file=sys.stderr)
-            continue
-        command = [*(env.get("PYTHON") or "python").split(), "train.py", *job.argv]
-        if dry:
-            print(shlex.join(command), flush=True)
-            continue
-        resume = (REPO / job.out).is_dir()
-        print(f"Resume the unfinished job in {job.out}" if resume else
-              f"Run this job and save the output to {job.out}", file=sys.stderr)
-        try:
-            status = (launch or (lambda cmd: subprocess.run(cmd, cwd=REPO).returncode))(command)
-        except OSError as err:
-            raise ScriptError(f"cannot start {command[0]} ({err.strerror}): set PYTHON to a Python interpreter")
-        if status:
-            print(f"ERROR: train.py stopped with exit status {status} in {job.out}; the jobs after it did not run",
-                  file=sys.stderr)
-            return status
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None,
-         launch: Optional[Callable[[list], int]] = None) -> int:
-    """``main([script path as called, *args])``; returns the exit status (errors: one line on stderr)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    env = os.environ if env is None else env
-    try:
-        return run_jobs(plan(argv[0] if argv else "scripts/run.sh", argv[1:], env), env, launch)
-    except ScriptError as err:
-        message, status = (*err.args, 1)[:2]
-        print(message if message.startswith("usage:") else f"ERROR: {message}", file=sys.stderr)
-        return status
-    except KeyboardInterrupt:  # Ctrl-C reaches train.py too: stop without a traceback of the runner
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
-"""``[torchrun --nproc_per_node=N] python ddp_driver.py OUT DATA WEIGHTS``: one short ``train.main`` run per
-registered trainer (tiny CLIP, no random augmentation), each into ``OUT/<trainer>``. The DDP test runs it with 1 and
-with 2 processes and compares the results."""
+"""``[torchrun --nproc_per_node=N] python ddp_driver.py OUT DATA WEIGHTS [cpu|cuda]``: one short ``train.main``
+run per registered trainer (tiny CLIP, no random augmentation, fp32), each into ``OUT/<trainer>``. The DDP tests run
+it with 1 and with 2 processes and compare the results (gloo on the CPU; NCCL in tests/gpu)."""
 from __future__ import annotations
 
 import sys
@@ -19,7 +19,7 @@ CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1
            "UUMuDPT": "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"}
 
 
-def main(out: str, data: str, weights: str) -> None:
+def main(out: str, data: str, weights: str, device: str = "cpu") -> None:
     for name, cls in TRAINER_REGISTRY:
         if cls.EVALUATES_WITHOUT_WEIGHTS:
             continue
@@ -31,8 +31,8 @@ def main(out: str, data: str, weights: str) -> None:
                     "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']", "MODEL.BACKBONE.PATH", weights,
                     "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.02", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
                     "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8", f"TRAINER.{node}.PREC", "fp32",
-                    "USE_CUDA", "False"])
+                    "USE_CUDA", str(device == "cuda")])
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

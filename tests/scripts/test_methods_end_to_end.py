@@ -1,10 +1,10 @@
 """Every method's scripts really run on a toy dataset with a tiny random CLIP: base-to-novel train + test on the
 new classes, cross-dataset train + test, and the tables tool over the resulting output tree.
 
-The jobs run through the scripts' own runner (tools/protocols.py: argument checks, job list, skip/resume) with
-train.py called in this process instead of one Python start-up per job (~5 s each); that the same commands come
-out of the shell scripts is asserted step by step against their DRY_RUN output, and test_run_scripts.py runs the
-whole chain (bash -> runner -> python train.py) for real.
+The jobs run through the scripts' own runner (tools/grid.py over tools/protocols.py: argument checks, job list,
+skip/resume) with train.py called in this process instead of one Python start-up per job (~5 s each); that the
+same commands come out of the shell scripts is asserted step by step against their DRY_RUN output, and
+test_run_scripts.py runs the whole chain (bash -> runner -> python train.py) for real.
 """
 from __future__ import annotations
 
@@ -26,20 +26,27 @@ def toy_data(tmp_path_factory):
     return root
 
 
+class Exited:
+    """A finished process as the runner polls it."""
+
+    def poll(self) -> int:
+        return 0
+
+
 @pytest.fixture()
 def in_process(monkeypatch):
-    """A launcher for tools.protocols.run_jobs that runs ``python train.py ARGS`` as ``train.main(ARGS)``."""
+    """A launcher for tools.grid that runs ``python train.py ARGS`` as ``train.main(ARGS)`` before returning."""
     import train
     from engine.logging import close_logger
 
     monkeypatch.chdir(REPO)  # where the runner starts its subprocesses
     launched = []
 
-    def launch(command):
-        assert command[:2] == ["python", "train.py"], command
+    def launch(command, slot_env, log):
+        assert command[:2] == ["python", "train.py"] and slot_env == {} and log is None, command
         launched.append(command)
         train.main(command[2:])
-        return 0
+        return Exited()
 
     yield launch, launched
     close_logger()
@@ -47,7 +54,7 @@ def in_process(monkeypatch):
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_protocol_scripts_run_end_to_end(method, toy_data, tmp_path, tiny_clip_path, in_process):
-    from tools import protocols
+    from tools import grid
     from tools.make_tables import collect
 
     launch, launched = in_process
@@ -62,7 +69,7 @@ def test_protocol_scripts_run_end_to_end(method, toy_data, tmp_path, tiny_clip_p
     for script, *args in steps:
         before = len(launched)
         dry = commands(run(f"{folder}/{script}", *args, *extra, data=str(toy_data), out_root=out, env=env))
-        status = protocols.main([f"scripts/{folder}/{script}", *args, *extra], launch=launch,
+        status = grid.main(["--script", f"scripts/{folder}/{script}", *args, *extra], launch=launch,
                                 env={**env, "DATA": str(toy_data), "OUTPUT_ROOT": str(out)})
         assert status == 0 and launched[before:] == dry and len(dry) == 1, (script, dry, launched)
     results = sorted(out.rglob("results.json"))
