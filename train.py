@@ -6,8 +6,9 @@
     python train.py ... --eval-only --model-dir output/... --load-epoch 50
 
 Config order: defaults (engine/config.py) -> every registered trainer's ``add_config`` -> dataset config file
--> method config file -> command-line flags -> trailing ``KEY VALUE`` pairs. Unlike the official script,
-``--seed 0`` is applied (the official ``if args.seed:`` silently ignores it).
+-> method config file -> command-line flags -> the method's per-dataset settings (``dataset_config``) -> trailing
+``KEY VALUE`` pairs. Unlike the official script, ``--seed 0`` is applied (the official ``if args.seed:`` silently
+ignores it).
 """
 from __future__ import annotations
 
@@ -136,9 +137,12 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     if args.config_file:
         merge_file(cfg, args.config_file)
     reset_cfg(cfg, args)
+    trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME) if cfg.TRAINER.NAME in TRAINER_REGISTRY else None
+    if trainer_cls is not None:  # the method's per-dataset settings; the command line may still change them
+        merge_opts(cfg, [str(item) for item in trainer_cls.dataset_config(cfg)])
     merge_opts(cfg, args.opts)
-    if cfg.TRAINER.NAME in TRAINER_REGISTRY:  # settings the method derives from others, written down here
-        TRAINER_REGISTRY.get(cfg.TRAINER.NAME).resolve_config(cfg)
+    if trainer_cls is not None:  # settings the method derives from others, written down here
+        trainer_cls.resolve_config(cfg)
     cfg.freeze()
     return cfg
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .prompts import BACK, FRONT, DeepPrompts, PromptSpan, append_tokens, check_deep, replace_span, resolve_deep
+from .prompts import BACK, FRONT, DeepPrompts, PromptSpan, append_tokens, apply_deep, check_deep, replace_span
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ class ResidualAttentionBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """A stack of residual blocks; deep prompts replace the prompt span at the input of block i."""
+    """A stack of residual blocks; deep prompts replace (or, wrapped in ``Insert``, extend) the prompt span at the
+    input of block i."""
 
     def __init__(self, width: int, layers: int, heads: int, causal: bool = False) -> None:
         super().__init__()
@@ -101,14 +102,15 @@ class Transformer(nn.Module):
     def forward(
         self, x: torch.Tensor, deep: Optional[DeepPrompts] = None, span: Optional[PromptSpan] = None
     ) -> torch.Tensor:
-        """x: ``(N, L, D)``; deep: ``{i: (n, D) | (N, n, D) | callable(x, i)}``; span: where prompts live."""
+        """x: ``(N, L, D)``; deep: ``{i: (n, D) | (N, n, D) | callable(x, i) | Insert(...)}``; span: where
+        prompts live. Returns ``(N, L', D)``: ``L' = L`` + the number of inserted tokens."""
         check_deep(deep, self.layers, "transformer")
         for i, block in enumerate(self.resblocks):
             if deep and i in deep:
                 if span is None:
                     raise ValueError("deep prompts need a PromptSpan")
-                x = replace_span(x, resolve_deep(deep[i], x, i), span, f"deep prompt for block {i}")
-            x = block(x)  # (N, L, D)
+                x, span = apply_deep(x, deep[i], span, i)  # (N, L', D)
+            x = block(x)  # (N, L', D)
         return x
 
 
@@ -130,9 +132,11 @@ class VisionTransformer(nn.Module):
         self.ln_post = LayerNorm(width)
         self.proj = nn.Parameter(torch.empty(width, output_dim))
 
-    def forward(self, x: torch.Tensor, shallow: Optional[torch.Tensor] = None,
-                deep: Optional[DeepPrompts] = None) -> torch.Tensor:
-        """x: ``(B, 3, H, W)``; shallow: ``(n, D)`` | ``(B, n, D)`` appended tokens; returns ``(B, E)``."""
+    def forward(self, x: torch.Tensor, shallow: Optional[torch.Tensor] = None, deep: Optional[DeepPrompts] = None,
+                prompt_tokens: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """x: ``(B, 3, H, W)``; shallow: ``(n, D)`` | ``(B, n, D)`` appended tokens; returns ``(B, E)``, and with
+        ``prompt_tokens`` also the prompt span's output tokens after ``ln_post``, ``(B, n', D)`` (shallow and
+        inserted tokens; for methods that read features from their own tokens)."""
         x = self.conv1(x)  # (B, D, g, g)
         x = x.flatten(2).transpose(1, 2)  # (B, g*g, D)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # (B, 1, D)
@@ -142,8 +146,11 @@ class VisionTransformer(nn.Module):
             x = append_tokens(x, shallow, "vision shallow prompt")  # (B, 1+g*g+n, D)
             n_prompt = x.shape[1] - self.positional_embedding.shape[0]
         x = self.ln_pre(x)
-        x = self.transformer(x, deep, PromptSpan(BACK, n_prompt))  # (B, 1+g*g+n, D)
-        return self.ln_post(x[:, 0]) @ self.proj  # (B, E)
+        x = self.transformer(x, deep, PromptSpan(BACK, n_prompt))  # (B, 1+g*g+n', D)
+        features = self.ln_post(x[:, 0]) @ self.proj  # (B, E)
+        if not prompt_tokens:
+            return features
+        return features, self.ln_post(x[:, self.positional_embedding.shape[0]:])  # (B, E), (B, n', D)
 
 
 class Bottleneck(nn.Module):
@@ -228,9 +235,9 @@ class ModifiedResNet(nn.Module):
         self.attnpool = AttentionPool2d(input_resolution // 32, channels, heads, output_dim)
 
     def forward(self, x: torch.Tensor, shallow: Optional[torch.Tensor] = None,
-                deep: Optional[DeepPrompts] = None) -> torch.Tensor:
+                deep: Optional[DeepPrompts] = None, prompt_tokens: bool = False) -> torch.Tensor:
         """x: ``(B, 3, H, W)`` -> ``(B, E)``. Prompts are a ViT concept: passing any raises ValueError."""
-        if shallow is not None or deep:
+        if shallow is not None or deep or prompt_tokens:
             raise ValueError("vision prompts need a ViT image tower; this CLIP has a ModifiedResNet (ResNet) tower")
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
             x = F.relu(bn(conv(x)))
@@ -290,9 +297,11 @@ class CLIP(nn.Module):
         return self.transformer.width
 
     def encode_image(self, image: torch.Tensor, shallow: Optional[torch.Tensor] = None,
-                     deep: Optional[DeepPrompts] = None) -> torch.Tensor:
-        """image: ``(B, 3, H, W)``; shallow: ``(n, Dv)`` | ``(B, n, Dv)``; deep: ``{i: prompt}``. Returns ``(B, E)``."""
-        return self.visual(image.to(self.dtype), shallow=shallow, deep=deep)
+                     deep: Optional[DeepPrompts] = None, prompt_tokens: bool = False
+                     ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """image: ``(B, 3, H, W)``; shallow: ``(n, Dv)`` | ``(B, n, Dv)``; deep: ``{i: prompt}``. Returns ``(B, E)``;
+        ``prompt_tokens``: also the prompt tokens after ``ln_post`` ``(B, n', Dv)`` (ViT only)."""
+        return self.visual(image.to(self.dtype), shallow=shallow, deep=deep, prompt_tokens=prompt_tokens)
 
     def encode_text(self, text: torch.Tensor, shallow: Optional[torch.Tensor] = None,
                     deep: Optional[DeepPrompts] = None, embeddings: Optional[torch.Tensor] = None,
@@ -302,7 +311,8 @@ class CLIP(nn.Module):
         Args:
             text: ``(N, L)`` token ids.
             shallow: ``(n, Dt)`` | ``(N, n, Dt)``, replaces token embeddings ``[1, 1+n)``.
-            deep: ``{i: (n, Dt) | (N, n, Dt) | callable(x, i)}``, replaces ``[1, 1+n)`` at block i's input.
+            deep: ``{i: (n, Dt) | (N, n, Dt) | callable(x, i)}``, replaces ``[1, 1+n)`` at block i's input;
+                an ``Insert`` entry puts its tokens right after SOS instead, and EOT is read that much later.
             embeddings: ``(N, L, Dt)`` caller-built token embeddings used instead of ``token_embedding(text)``.
             trim: run the tower only up to the last EOT of the batch. Attention is causal and the feature is read
                 at EOT, so the padding after it never reaches the output: the result equals the full-length
@@ -322,9 +332,11 @@ class CLIP(nn.Module):
         if shallow is not None:
             x = replace_span(x, shallow, span, "text shallow prompt")
         x = x + self.positional_embedding[: x.shape[1]].to(self.dtype)  # (N, L, Dt)
-        x = self.transformer(x, deep, span)  # (N, L, Dt)
+        inserted = -x.shape[1]
+        x = self.transformer(x, deep, span)  # (N, L', Dt)
+        inserted += x.shape[1]  # tokens inserted after SOS move EOT on; attention stays causal at any length
         x = self.ln_final(x)
-        eot = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]  # (N, Dt)
+        eot = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1) + inserted]  # (N, Dt)
         return eot @ self.text_projection.to(x.dtype)  # (N, E)
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,9 @@ Every prompt method is a *learner* that emits tensors; CLIP itself owns no promp
 * a shallow prompt that enters with the embeddings (text: replaces positions ``[1, 1+n)`` right after SOS;
   vision: appended after the positional embedding, so it is not position-embedded), and
 * a deep mapping ``{block i: tensor | callable(x, i) -> tensor}`` whose tensor replaces the prompt span at the
-  INPUT of block ``i`` (text span ``[1, 1+n)``, vision span = the last ``n`` tokens).
+  INPUT of block ``i`` (text span ``[1, 1+n)``, vision span = the last ``n`` tokens); an entry wrapped in
+  :class:`Insert` adds its tokens to the span instead, so the sequence grows from that block on (the text tower
+  then reads EOT ``n`` positions further on).
 
 A prompt tensor is ``(n, D)`` (shared by every sequence) or ``(N, n, D)`` (one per sequence; ``N == 1``
 broadcasts). ``prepare_prompt`` is the only place that reshapes a prompt and casts it to the activations' dtype,
@@ -13,13 +15,26 @@ so learnable fp32 prompts work with a low-precision frozen tower and gradients f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Union
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Optional, Tuple, Union
 
 import torch
 
 PromptSource = Union[torch.Tensor, Callable[[torch.Tensor, int], torch.Tensor]]
-DeepPrompts = Mapping[int, PromptSource]
+
+
+@dataclass(frozen=True)
+class Insert:
+    """A deep entry whose ``n`` tokens are INSERTED at block i's input instead of replacing the prompt span.
+
+    They go where the span is anchored (text: right after SOS; vision: after the last token), the sequence grows
+    by ``n`` and the span with it, so an ``n``-token entry at a later block replaces exactly these tokens.
+    """
+
+    tokens: PromptSource
+
+
+DeepPrompts = Mapping[int, Union[PromptSource, Insert]]
 
 FRONT = "front"  # text: the span starts right after the SOS token
 BACK = "back"  # vision: the span is the tail of the sequence (the appended prompt tokens)
@@ -82,6 +97,31 @@ def replace_span(x: torch.Tensor, prompt: torch.Tensor, span: PromptSpan, what: 
     n = tokens.shape[1]
     start = span.start(x.shape[1], n)
     return torch.cat([x[:, :start], tokens, x[:, start + n:]], dim=1)  # (N, L, D)
+
+
+def insert_span(x: torch.Tensor, prompt: torch.Tensor, span: "PromptSpan", what: str = "prompt"
+                ) -> Tuple[torch.Tensor, "PromptSpan"]:
+    """Insert ``prompt`` at the anchor of ``span``: ``(N, L, D)`` -> ``(N, L + n, D)``, and the grown span.
+
+    Args:
+        x: ``(N, L, D)`` activations.
+        prompt: ``(n, D)`` or ``(N, n, D)``.
+        span: the tower's ``PromptSpan`` before the insertion.
+    """
+    tokens = prepare_prompt(prompt, x, what)  # (N, n, D)
+    at = 1 if span.anchor == FRONT else x.shape[1]
+    x = torch.cat([x[:, :at], tokens, x[:, at:]], dim=1)  # (N, L + n, D)
+    return x, replace(span, capacity=span.capacity + tokens.shape[1])
+
+
+def apply_deep(x: torch.Tensor, entry: Union[PromptSource, Insert], span: "PromptSpan", index: int
+               ) -> Tuple[torch.Tensor, "PromptSpan"]:
+    """Block ``index``'s deep entry applied to its input ``x``: the span replaced, or tokens inserted (the
+    span grows). Returns the new input and span."""
+    what = f"deep prompt for block {index}"
+    if isinstance(entry, Insert):
+        return insert_span(x, resolve_deep(entry.tokens, x, index), span, what)
+    return replace_span(x, resolve_deep(entry, x, index), span, what), span
 
 
 def append_tokens(x: torch.Tensor, prompt: torch.Tensor, what: str = "vision prompt") -> torch.Tensor:

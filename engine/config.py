@@ -60,7 +60,7 @@ _C.MODEL.REPLAY_CLIP_INIT = True
 
 # ---------------------------------------------------------------- optimisation (stepped once per epoch)
 _C.OPTIM = CN()
-_C.OPTIM.NAME = "adam"  # sgd | adam
+_C.OPTIM.NAME = "adam"  # sgd | adam | adamw
 _C.OPTIM.LR = 0.0003
 _C.OPTIM.WEIGHT_DECAY = 5e-4
 _C.OPTIM.MOMENTUM = 0.9  # sgd

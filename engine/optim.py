@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, StepLR
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("single_step", "cosine")
 WARMUP_TYPES = ("constant", "linear")
 
@@ -43,7 +43,8 @@ def build_optimizer(model: Union[nn.Module, Iterable[nn.Parameter]], optim_cfg) 
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
                                dampening=optim_cfg.SGD_DAMPNING, nesterov=optim_cfg.SGD_NESTEROV)
-    return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2))
+    adam = torch.optim.AdamW if name == "adamw" else torch.optim.Adam  # AdamW: decoupled weight decay
+    return adam(params, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2))
 
 
 class WarmupScheduler:

@@ -91,6 +91,13 @@ class TrainerBase:
         """Add this trainer's config node (e.g. ``cfg.TRAINER.COOP``); called by ``train.setup_cfg``."""
 
     @classmethod
+    def dataset_config(cls, cfg) -> List[Any]:
+        """``[KEY, VALUE, ...]`` this method sets for the dataset ``cfg.DATASET.NAME`` (e.g. a per-dataset loss
+        weight), merged after the config files and before the command line's ``KEY VALUE`` pairs, which still
+        win (default: none)."""
+        return []
+
+    @classmethod
     def resolve_config(cls, cfg) -> None:
         """Set the values this method derives from other keys, before the config is frozen and saved, so that
         config.yaml records what runs (default: nothing)."""

@@ -49,7 +49,7 @@ logger = logging.getLogger("benchmark")
 # method -> official config under configs/trainers (its config node is the method's name in capitals)
 METHODS = {"MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "CoOp": "CoOp/vit_b16.yaml",
            "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", "IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
-           "MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"}
+           "MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml", "MMRL": "MMRL/vit_b16.yaml"}
 ARMS = ("straight", "ours")
 QUIET_WAIT_S = 60.0  # on CPU, the longest wait for other programs to leave the CPUs idle before a repetition
 # Word pools for ImageNet-length names: CoOp's ImageNet names are mostly 1-3 words, a few hyphenated; the longest
@@ -302,13 +302,13 @@ def plans_for(quick: bool, reps: int) -> Dict[str, Plan]:
         return {"MaPLe": Plan(reps=reps, eval_images=200, straight_eval_images=100, eval_reps=2),
                 # 2 images = 2 x 100 class prompts per test image; the official loop at 77 tokens costs ~15 s each
                 "CoCoOp": Plan(reps=reps, eval_images=2, straight_eval_images=2),
-                "CoOp": secondary, "IVLP": secondary, "MuDPT": secondary}
+                "CoOp": secondary, "IVLP": secondary, "MuDPT": secondary, "MMRL": secondary}
     plan = Plan(reps, 1000, 1000, reps, reps)
     return {m: replace(plan, eval_images=100, straight_eval_images=100) if m == "CoCoOp" else plan for m in METHODS}
 
 
 QUICK_NOTES = [
-    "--quick: CoOp, IVLP and MuDPT get 1 timed step per arm (after the warm-up) and no timed evaluation (logits "
+    "--quick: CoOp, IVLP, MuDPT and MMRL get 1 timed step per arm (after the warm-up) and no timed evaluation (logits "
     "compared on 4 test images); MaPLe: ours and the image floor twice each over 200 images in ABBA order, the "
     "straightforward path once over 100 (compared per image); CoCoOp evaluates 2 images (its text depends on the "
     "image: 200 images x 100 classes at 77 tokens would take over 30 minutes on 2 cores).",

@@ -33,15 +33,22 @@ METHODS = {
               "vit_b16_bz4_ep10_nctx4_depth9"),
     "UMuDPT": ("UMuDPT", *["vit_b16_bz4_ep5_nctx2_depth9"] * 3),
     "UUMuDPT": ("UUMuDPT", *["vit_b16_bz4_ep10_nctx4_depth9"] * 3),
+    "mmrl": ("MMRL", "vit_b16", "vit_b16_cross_datasets", "vit_b16_few_shot"),
     "zsclip": ("ZeroshotCLIP",),  # its CFG names a CoOp config (the backbone)
 }
+# Methods whose scripts name another config for ImageNet, per kind (base-to-novel, cross-dataset, few-shot).
+IMAGENET_CFGS = {"mmrl": ("vit_b16_imagenet", None, "vit_b16_imagenet")}
+# Options a method's official scripts add per kind. MMRL: the TASK that picks the test head; its cross-dataset
+# runs set REG_WEIGHT 0.2, and REP_DIM 512 so that EuroSAT's own setting (2048) cannot break the ImageNet model.
+KIND_OPTS = {"mmrl": (("TASK", "B2N"), ("TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAINER.MMRL.REP_DIM", "512", "TASK", "CD"),
+                      ("TASK", "FS"))}
 VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
 PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "[DATASET] SEED",
              "xd_test": "DATASET SEED", "reproduce": "DATASET SEED WEIGHTSPATH",
              "reproduce_xd": "DATASET SEED WEIGHTSPATH", "few_shot": "DATASET SEED [SHOTS...]"}
 # scripts/ folder -> its scripts and their arguments (the official ones)
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
-           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt")},
+           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl")},
            "zsclip": {"zeroshot": "DATASET CFG"}}
 # the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
@@ -106,8 +113,9 @@ class Protocols:
 
     def cfg(self, kind: int, dataset: str, shots: str = "16") -> str:
         """CFG, else the method's config for kind 0 (base-to-novel), 1 (cross-dataset) or 2 (few-shot)."""
+        imagenet = IMAGENET_CFGS.get(self.method, (None,) * 3)[kind] if dataset == "imagenet" else None
         if self.env.get("CFG") or self.method != "coop":
-            return self.env.get("CFG") or self.cfgs[kind]
+            return self.env.get("CFG") or imagenet or self.cfgs[kind]
         if dataset == "imagenet":  # CoOp trains 50 epochs on ImageNet in every protocol
             return "vit_b16_ep50" + ("_ctxv1" if kind < 2 else "")
         if kind < 2:
@@ -115,10 +123,13 @@ class Protocols:
         # CoOp's few-shot schedule (its COOP.md): 1 shot 50 epochs, 2-4 shots 100, 8-16 shots 200
         return "vit_b16_ep50" if int(shots) <= 1 else "vit_b16_ep100" if int(shots) <= 4 else "vit_b16"
 
-    def job(self, out: str, dataset: str, seed: Optional[str], cfg_file: str, *flags: str, opts=()) -> Job:
+    def job(self, out: str, dataset: str, seed: Optional[str], cfg_file: str, *flags: str, opts=(),
+            kind: Optional[int] = None) -> Job:
+        """One train.py job; ``kind`` (0-2, as in :meth:`cfg`) adds the method's options for that protocol."""
+        kind_opts = KIND_OPTS[self.method][kind] if kind is not None and self.method in KIND_OPTS else ()
         argv = ["--root", self.data, *(["--seed", seed] if seed else []), "--trainer", self.trainer,
                 "--dataset-config-file", config_file("datasets", dataset), "--config-file", cfg_file, *flags,
-                "--output-dir", out, *opts, *extra_opts(self.env)]
+                "--output-dir", out, *opts, *kind_opts, *extra_opts(self.env)]
         return Job(out, argv, flags[1] if flags[:1] == ("--model-dir",) else "")
 
     def tfile(self, cfg: str) -> str:  # the method's config file
@@ -136,28 +147,28 @@ class Protocols:
     def base2new_train(self, dataset: str, seed: str) -> list:
         cfg = self.cfg(0, dataset)
         return [self.job(self.b2n_dir("train_base", dataset, cfg, seed), dataset, seed, self.tfile(cfg),
-                         opts=("DATASET.NUM_SHOTS", self.shots, "DATASET.SUBSAMPLE_CLASSES", "base"))]
+                         opts=("DATASET.NUM_SHOTS", self.shots, "DATASET.SUBSAMPLE_CLASSES", "base"), kind=0)]
 
     def base2new_test(self, dataset: str, seed: str, weights: str = "") -> list:
         cfg = self.cfg(0, dataset)
         model = f"{weights.rstrip('/')}/base/seed{seed}" if weights else self.b2n_dir("train_base", dataset, cfg, seed)
         flags = self.evaluate(model, self.tfile(cfg))
         return [self.job(self.b2n_dir(f"test_{sub}", dataset, cfg, seed), dataset, seed, self.tfile(cfg), *flags,
-                         opts=("DATASET.NUM_SHOTS", self.shots, "DATASET.SUBSAMPLE_CLASSES", sub))
+                         opts=("DATASET.NUM_SHOTS", self.shots, "DATASET.SUBSAMPLE_CLASSES", sub), kind=0)
                 for sub in (["base", "new"] if weights else [self.env.get("SUB") or "new"])]
 
     def xd_train(self, *args: str) -> list:
         dataset, seed = args if len(args) == 2 else ("imagenet", *args)  # CoCoOp's xd_train.sh takes SEED alone
         cfg = self.cfg(1, dataset)
         return [self.job(self.xd_dir(dataset, cfg, self.shots, seed), dataset, seed, self.tfile(cfg),
-                         opts=("DATASET.NUM_SHOTS", self.shots))]
+                         opts=("DATASET.NUM_SHOTS", self.shots), kind=1)]
 
     def xd_test(self, dataset: str, seed: str, weights: str = "") -> list:
         src = self.env.get("SRC_DATASET") or "imagenet"
         cfg = self.cfg(1, src)
         model = f"{weights.rstrip('/')}/seed{seed}" if weights else self.xd_dir(src, cfg, self.shots, seed)
         out = f"{self.root}/evaluation/{self.trainer}/{cfg}_{self.shots}shots/{dataset}/seed{seed}"
-        return [self.job(out, dataset, seed, self.tfile(cfg), *self.evaluate(model, self.tfile(cfg)))]
+        return [self.job(out, dataset, seed, self.tfile(cfg), *self.evaluate(model, self.tfile(cfg)), kind=1)]
 
     reproduce, reproduce_xd = base2new_test, xd_test  # with WEIGHTSPATH, which their usage requires
 
@@ -167,7 +178,7 @@ class Protocols:
         if bad:
             raise ScriptError(f"SHOTS must be positive integers, got '{bad[0]}'")
         return [self.job(self.xd_dir(dataset, self.cfg(2, dataset, k), k, seed), dataset, seed,
-                         self.tfile(self.cfg(2, dataset, k)), opts=("DATASET.NUM_SHOTS", k)) for k in shots]
+                         self.tfile(self.cfg(2, dataset, k)), opts=("DATASET.NUM_SHOTS", k), kind=2) for k in shots]
 
     def main(self, dataset: str, cfg: str, ctp: str, nctx: str, shots: str, csc: str) -> list:
         """The official coop/main.sh: few-shot CoOp with the given config, context and shots, for SEEDS."""

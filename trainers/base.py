@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -118,6 +118,8 @@ class PromptedOutput:
     logit_scale: torch.Tensor  # () exp of CLIP's learned temperature
     frozen_image_features: Optional[torch.Tensor] = None  # (B, E) the plain CLIP's, when the trainer asks
     frozen_text_features: Optional[torch.Tensor] = None  # (C, E) hand-written templates, when the trainer asks
+    # further heads of methods with more than one (e.g. MMRL's class-token and representation logits, (B, C))
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def frozen_logits(self) -> torch.Tensor:
@@ -196,13 +198,16 @@ class PromptedCLIP(nn.Module):
         else:
             logits = scale * torch.einsum("be,bce->bc", img, txt)  # (B, C)
         out = PromptedOutput(logits, img, txt, scale)
-        if frozen:
-            if self.frozen_text_features is None:
-                raise RuntimeError("the frozen model's features were asked for, but its text features were not "
-                                   "built: set FROZEN_FEATURES = True on the trainer")
-            with torch.no_grad():
-                out.frozen_image_features = image_features(self.clip, image)  # (B, E)
-            out.frozen_text_features = self.frozen_text_features  # (C, E)
+        return self.add_frozen(out, image) if frozen else out
+
+    def add_frozen(self, out: PromptedOutput, image: torch.Tensor) -> PromptedOutput:
+        """``out`` with the plain CLIP's image features of ``image`` and the hand-written class text features."""
+        if self.frozen_text_features is None:
+            raise RuntimeError("the frozen model's features were asked for, but its text features were not "
+                               "built: set FROZEN_FEATURES = True on the trainer")
+        with torch.no_grad():
+            out.frozen_image_features = image_features(self.clip, image)  # (B, E)
+        out.frozen_text_features = self.frozen_text_features  # (C, E)
         return out
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -365,7 +370,15 @@ class PromptTrainer(TrainerBase):
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with self.precision.autocast():
-            return self.model(image).float()
+            output = self.model.outputs(image)
+            return self.inference_logits(output, self.cfg.DATASET.SUBSAMPLE_CLASSES).float()
+
+    def inference_logits(self, output: PromptedOutput, classes: str) -> torch.Tensor:
+        """The logits an evaluation scores (default ``output.logits``). ``classes`` is the half of the
+        base-to-novel protocol being evaluated (``DATASET.SUBSAMPLE_CLASSES``: base, new or all): a method with a
+        second inference path (e.g. a head for the classes it was trained on, another for unseen ones) chooses
+        here, from ``output.extras``."""
+        return output.logits
 
     def test(self, split: Optional[str] = None) -> Dict[str, float]:
         """Evaluate with the class text features computed once per call (``TEST.CACHE_TEXT``) when they do not

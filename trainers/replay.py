@@ -10,6 +10,7 @@ points, named after the place in the architecture:
     "visual.conv1"        after the patch convolution (ViT)
     "visual.embeddings"   after the class and positional embeddings (ViT)
     "visual.block{i}"     after the layers of vision block i (ViT)
+    "visual.proj"         after the output projection (ViT; the last draw of the image tower)
     "text.block{i}"       after the layers of text block i
 
 Costs about as many random numbers as the model has weights (1-2 s for ViT-B/16 on a CPU); nothing is kept.
@@ -86,6 +87,7 @@ def replay_openai_init(embed_dim: int, image_resolution: int, vision_layers: Uni
         else:
             _vit(image_resolution, vision_patch_size, vision_width, vision_layers, hooks)
             torch.randn(vision_width, embed_dim)  # proj
+            _hook(hooks, "visual.proj")
         for i in range(transformer_layers):
             _block(transformer_width, f"text.block{i}", hooks)
         nn.Embedding(vocab_size, transformer_width)

@@ -6,6 +6,7 @@ import torch
 
 from clip import clip
 from clip.model import CLIP, build_model, cast_model
+from clip.prompts import Insert
 from tools.make_toy_clip import make_clip_state_dict
 
 TEXTS = ["X X X X cat.", "X X X X a small red dog.", "X X X X car."]
@@ -212,3 +213,102 @@ def test_build_model_infers_resnet_architecture():
     image = torch.randn(2, 3, 64, 64, generator=_gen(11))
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.encode_image(image), model.encode_image(image), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- tokens inserted mid-tower (clip.prompts.Insert)
+def _text_by_hand(model, text, inserts):
+    """encode_text written out block by block, without trimming: ``inserts[i]`` (n, D) goes right after SOS at block
+    i's input (the sequence grows), and the feature is read at EOT, moved on by the inserted tokens."""
+    x = model.token_embedding(text) + model.positional_embedding  # (N, 77, D)
+    moved = 0
+    for i, block in enumerate(model.transformer.resblocks):
+        if i in inserts:
+            tokens = inserts[i].expand(x.shape[0], -1, -1)
+            x = torch.cat([x[:, :1], tokens, x[:, 1:]], dim=1)
+            moved += tokens.shape[1]
+        x = block(x)
+    x = model.ln_final(x)
+    return x[torch.arange(x.shape[0]), text.argmax(dim=-1) + moved] @ model.text_projection
+
+
+@pytest.mark.parametrize("trim", [True, False])
+def test_inserted_text_tokens_follow_sos_and_move_eot(tiny_model, text, trim):
+    n = 3
+    tokens = torch.randn(n, tiny_model.text_width, generator=_gen(12))
+    blocks = tiny_model.transformer.resblocks
+    _, _, plain_out = _block_io(blocks, lambda: tiny_model.encode_text(text, trim=trim))
+    got, inputs, out = _block_io(blocks, lambda: tiny_model.encode_text(text, deep={1: Insert(tokens)}, trim=trim))
+    assert torch.equal(out[0], plain_out[0])  # blocks before the insertion are untouched
+    before = plain_out[0]
+    assert inputs[1].shape[1] == before.shape[1] + n  # the sequence grows by n from block 1 on
+    assert torch.equal(inputs[1], torch.cat([before[:, :1], tokens.expand(len(TEXTS), -1, -1), before[:, 1:]], 1))
+    with torch.no_grad():
+        expected = _text_by_hand(tiny_model, text, {1: tokens})
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)  # read at EOT + n, causal over the longer sequence
+    plain = tiny_model.encode_text(text)
+    assert (got - plain).abs().amax(dim=1).min() > 1e-3  # every row sees the inserted tokens
+
+
+def test_later_deep_entry_replaces_the_inserted_tokens(tiny_model, text, images):
+    n = 2
+    first, second = torch.randn(2, n, tiny_model.text_width, generator=_gen(13))
+    blocks = tiny_model.transformer.resblocks
+    _, _, inserted_out = _block_io(blocks, lambda: tiny_model.encode_text(text, deep={0: Insert(first)}))
+    _, inputs, _ = _block_io(blocks, lambda: tiny_model.encode_text(text, deep={0: Insert(first), 1: second}))
+    assert torch.equal(inputs[1][:, 1:1 + n], second.expand(len(TEXTS), -1, -1))
+    assert torch.equal(inputs[1][:, :1], inserted_out[0][:, :1])
+    assert torch.equal(inputs[1][:, 1 + n:], inserted_out[0][:, 1 + n:])
+    # vision: the span is the tail; the inserted tokens are the span, so a later entry of n tokens replaces them
+    vis_first, vis_second = torch.randn(2, n, tiny_model.vision_width, generator=_gen(14))
+    vblocks = tiny_model.visual.transformer.resblocks
+    _, _, vis_out = _block_io(vblocks, lambda: tiny_model.encode_image(images, deep={0: Insert(vis_first)}))
+    _, vis_in, _ = _block_io(vblocks, lambda: tiny_model.encode_image(images, deep={0: Insert(vis_first),
+                                                                                    1: vis_second}))
+    grid_tokens = tiny_model.visual.positional_embedding.shape[0]
+    assert vis_in[1].shape[1] == grid_tokens + n
+    assert torch.equal(vis_in[1][:, -n:], vis_second.expand(2, -1, -1))
+    assert torch.equal(vis_in[1][:, :-n], vis_out[0][:, :-n])
+
+
+def test_inserted_vision_tokens_and_their_outputs(tiny_model, images):
+    n = 3
+    tokens = torch.randn(n, tiny_model.vision_width, generator=_gen(15))
+    visual = tiny_model.visual
+    with torch.no_grad():
+        plain = tiny_model.encode_image(images)
+        features, outputs = tiny_model.encode_image(images, deep={1: Insert(tokens)}, prompt_tokens=True)
+        # by hand, with the tokens right after the class token (the MMRL order): attention without a mask and
+        # without positional embeddings after the insertion does not depend on where the tokens sit
+        x = visual.conv1(images).flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.expand(2, 1, -1), x], dim=1) + visual.positional_embedding
+        x = visual.ln_pre(x)
+        x = visual.transformer.resblocks[0](x)
+        x = torch.cat([x[:, :1], tokens.expand(2, -1, -1), x[:, 1:]], dim=1)
+        x = visual.transformer.resblocks[1](x)
+        torch.testing.assert_close(features, visual.ln_post(x[:, 0]) @ visual.proj, atol=1e-5, rtol=0)
+        torch.testing.assert_close(outputs, visual.ln_post(x[:, 1:1 + n]), atol=1e-5, rtol=0)
+        no_tokens, empty = tiny_model.encode_image(images, prompt_tokens=True)
+    assert outputs.shape == (2, n, tiny_model.vision_width) and empty.shape == (2, 0, tiny_model.vision_width)
+    assert torch.equal(no_tokens, plain) and not torch.allclose(features, plain, atol=1e-3)
+
+
+def test_gradients_reach_inserted_tokens_only(tiny_model, text, images):
+    text_tokens = torch.randn(2, tiny_model.text_width, generator=_gen(16)).requires_grad_()
+    text_later = torch.randn(2, tiny_model.text_width, generator=_gen(17)).requires_grad_()
+    vis_tokens = torch.randn(2, tiny_model.vision_width, generator=_gen(18)).requires_grad_()
+    features, outputs = tiny_model.encode_image(images, deep={0: Insert(vis_tokens)}, prompt_tokens=True)
+    text_features = tiny_model.encode_text(text, deep={0: Insert(text_tokens), 1: text_later})
+    loss = (features @ text_features.t()).sum() + outputs.sum()
+    loss.backward()
+    for prompt in (text_tokens, text_later, vis_tokens):
+        assert prompt.grad is not None and prompt.grad.abs().sum() > 0 and torch.isfinite(prompt.grad).all()
+    assert all(p.grad is None for p in tiny_model.parameters())
+
+
+def test_bad_inserts_raise(tiny_model, text, images):
+    with pytest.raises(ValueError, match="width 63"):
+        tiny_model.encode_text(text, deep={0: Insert(torch.zeros(2, 63))})
+    with pytest.raises(ValueError, match="does not fit"):  # 3 tokens cannot replace the 2 inserted ones
+        tiny_model.encode_image(images, deep={0: Insert(torch.zeros(2, 64)), 1: torch.zeros(3, 64)})
+    with pytest.raises(ValueError, match="ViT image tower.*ResNet"):
+        _tiny_resnet_clip().encode_image(torch.randn(1, 3, 64, 64), prompt_tokens=True)

@@ -14,7 +14,8 @@ from tests.scripts.helpers import REPO, commands, run
 
 # scripts folder (+ variant argument) -> registered trainer
 METHODS = {"coop": "CoOp", "cocoop": "CoCoOp", "maple": "MaPLe", "vpt": "VPT", "ivlp": "IVLP",
-           "language": "IVLP", "mudpt": "MuDPT", "mudpt:UMuDPT": "UMuDPT", "mudpt:UUMuDPT": "UUMuDPT"}
+           "language": "IVLP", "mudpt": "MuDPT", "mudpt:UMuDPT": "UMuDPT", "mudpt:UUMuDPT": "UUMuDPT", "mmrl": "MMRL"}
+TINY_OPTS = {"mmrl": " TRAINER.MMRL.REP_LAYERS [1,2]"}  # the official layers 6..12 are past the tiny CLIP's 2 blocks
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,8 @@ def test_protocol_scripts_run_end_to_end(method, toy_data, tmp_path, tiny_clip_p
     folder, _, variant = method.partition(":")
     extra = (variant,) if variant else ()
     opts = (f"MODEL.BACKBONE.PATH {tiny_clip_path} INPUT.SIZE (32,32) DATALOADER.NUM_WORKERS 0 USE_CUDA False "
-            "OPTIM.MAX_EPOCH 1 DATALOADER.TRAIN_X.BATCH_SIZE 2 DATALOADER.TEST.BATCH_SIZE 8 TRAIN.PRINT_FREQ 100")
+            "OPTIM.MAX_EPOCH 1 DATALOADER.TRAIN_X.BATCH_SIZE 2 DATALOADER.TEST.BATCH_SIZE 8 TRAIN.PRINT_FREQ 100"
+            + TINY_OPTS.get(folder, ""))
     out = tmp_path / "out"
     env = {"EXTRA_OPTS": opts, "SHOTS": "2", "LOADEP": "1", "SRC_DATASET": "caltech101"}
     steps = [("base2new_train.sh", "caltech101", "1"), ("base2new_test.sh", "caltech101", "1"),

@@ -36,7 +36,7 @@ def _head(trainer: str, dataset: str, seed: str, cfg: str) -> list[str]:
 def test_every_script_is_a_link_to_the_one_runner_and_configs_exist():
     scripts = REPO / "scripts"
     links = {str(p.relative_to(scripts)) for p in scripts.rglob("*.sh") if p.is_symlink()}
-    assert links == {f"{m}/{p}.sh" for m in METHODS for p in PROTOCOLS} | {
+    assert links == {f"{m}/{p}.sh" for m in [*METHODS, "mmrl"] for p in PROTOCOLS} | {
         "coop/main.sh", "coop/eval.sh", "zsclip/zeroshot.sh", "run_all.sh"}
     assert {(scripts / link).resolve() for link in links} == {scripts / "run.sh"}
     assert sorted(p.name for p in scripts.rglob("*") if p.is_file() and not p.is_symlink()) == [
@@ -132,7 +132,7 @@ def test_overrides_cfg_shots_loadep_and_src(tmp_path):
     ("maple/base2new_test.sh", ["dtd", "1", "2"], "/maple/base2new_test.sh DATASET SEED\n"),
     ("mudpt/xd_test.sh", ["dtd", "1", "XMuDPT"], "DATASET SEED [MuDPT|UMuDPT|UUMuDPT]"),
     ("run_all.sh", ["zsclip", "base2new"],
-     "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt)\n"),
+     "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt mmrl)\n"),
     ("run_all.sh", ["maple", "cross"], "unknown protocol 'cross' (choices: base2new xd dg few_shot)"),
     ("run_all.sh", ["maple"], "/run_all.sh METHOD PROTOCOL\n"),
     ("run.sh", ["zsclip", "base2new_train", "dtd", "1"],
@@ -221,3 +221,32 @@ def test_mudpt_variant_as_trailing_argument_or_environment(tmp_path, variant, cf
                         env={"VARIANT": variant})) == expected
     bad = run("mudpt/base2new_test.sh", "caltech101", "1", out_root=tmp_path, env={"VARIANT": "XMuDPT"})
     assert bad.returncode != 0 and "unknown MuDPT variant 'XMuDPT'" in bad.stderr
+
+
+def test_mmrl_scripts_add_the_official_task_and_imagenet_configs(tmp_path):
+    # The official MMRL scripts: TASK B2N / CD / FS picks the test head; cross-dataset runs set REG_WEIGHT 0.2 (and
+    # REP_DIM 512 at test, so EuroSAT's own 2048 cannot break the ImageNet model); ImageNet has its own configs.
+    def cmd(script, *args):
+        return commands(run(f"mmrl/{script}.sh", *args, out_root=tmp_path))
+
+    tail = "caltech101/shots_16/MMRL/vit_b16/seed1"
+    assert cmd("base2new_train", "caltech101", "1") == [_head("MMRL", "caltech101", "1", "vit_b16") + [
+        "--output-dir", f"{tmp_path}/base2new/train_base/{tail}",
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", "TASK", "B2N"]]
+    assert cmd("base2new_test", "caltech101", "1") == [_head("MMRL", "caltech101", "1", "vit_b16") + [
+        "--model-dir", f"{tmp_path}/base2new/train_base/{tail}", "--load-epoch", "10", "--eval-only",
+        "--output-dir", f"{tmp_path}/base2new/test_new/{tail}",
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new", "TASK", "B2N"]]
+    (imagenet,) = cmd("base2new_train", "imagenet", "1")
+    assert imagenet[imagenet.index("--config-file") + 1] == "configs/trainers/MMRL/vit_b16_imagenet.yaml"
+    cd = ["TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAINER.MMRL.REP_DIM", "512", "TASK", "CD"]
+    model_dir = f"{tmp_path}/imagenet/MMRL/vit_b16_cross_datasets_16shots/seed1"
+    assert cmd("xd_train", "imagenet", "1") == [_head("MMRL", "imagenet", "1", "vit_b16_cross_datasets") + [
+        "--output-dir", model_dir, "DATASET.NUM_SHOTS", "16", *cd]]
+    assert cmd("xd_test", "eurosat", "1") == [_head("MMRL", "eurosat", "1", "vit_b16_cross_datasets") + [
+        "--model-dir", model_dir, "--load-epoch", "1", "--eval-only",
+        "--output-dir", f"{tmp_path}/evaluation/MMRL/vit_b16_cross_datasets_16shots/eurosat/seed1", *cd]]
+    few = cmd("few_shot", "dtd", "1", "2") + cmd("few_shot", "imagenet", "1", "2")
+    assert [c[c.index("--config-file") + 1].split("/")[-1] for c in few] == ["vit_b16_few_shot.yaml",
+                                                                            "vit_b16_imagenet.yaml"]
+    assert all(c[-2:] == ["TASK", "FS"] for c in few)

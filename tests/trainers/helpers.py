@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -64,12 +64,15 @@ def assert_grad_close(ref, actual: torch.Tensor, rel: float, name: str) -> None:
 
 
 def check_against_fixture(trainer, fx, variants: Sequence[str] = ("",), logits_atol: float = 1e-4,
-                          loss_atol: float = 5e-5, grad_rel: float = 1e-4) -> None:
+                          loss_atol: float = 5e-5, grad_rel: float = 1e-4,
+                          after_step: Optional[Callable[[Dict, Dict], None]] = None) -> None:
     """Eval logits, LR, train loss, gradients and the state after one SGD step equal the fixture ``fx``.
 
     Tensors are compared under the official key names (``trainer.export_state_dict``), so the fixture's keys
     and ours must be the same set. ``variants``: key prefixes to compare with ("" = the reference run,
     "nohalf_variant_" = the reference without its fp16 prompt rounding); each is checked at the same tolerances.
+    ``after_step(after, grads)``: the check of the state after the step, for optimizers other than SGD (default:
+    ``state_dict_after_one_sgd_step`` to 1e-6); both dicts under the official key names.
     """
     name = trainer.get_model_names()[0]
     params = {k: p for k, p in trainer._models[name].named_parameters() if p.requires_grad}
@@ -90,6 +93,9 @@ def check_against_fixture(trainer, fx, variants: Sequence[str] = ("",), logits_a
             assert grads[key] is not None and grads[key].abs().sum() > 0, key  # every learnable tensor is reached
             assert_grad_close(ref, grads[key], grad_rel, f"{v}{key}")
     after = trainer.export_state_dict(name, {k: p.detach() for k, p in params.items()})
+    if after_step is not None:
+        after_step(after, grads)
+        return
     for key, ref in fx["state_dict_after_one_sgd_step"].items():
         expected, got = expand_sampled(ref, after[key])
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=0, msg=key)

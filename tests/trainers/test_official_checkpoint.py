@@ -17,6 +17,9 @@ RUNS = {
     "MuDPT": ("mudpt/train_runs/caltech101/MuDPT", "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml",
               ["TRAINER.MUDPT.N_CTX", "4", "TRAINER.MUDPT.DEEP_PROMPT_DEPTH", "9", "TRAINER.MUDPT.PREC", "fp32"],
               None),
+    # MMRL: base classes scored by the fused heads, new classes by the class token alone (TASK B2N).
+    "MMRL": ("mmrl/train_runs/caltech101/MMRL", "MMRL/vit_b16.yaml",
+             ["TRAINER.MMRL.PREC", "fp32", "TRAINER.MMRL.REP_LAYERS", "[6,12]"], 1e-4),
 }
 
 

@@ -1,5 +1,5 @@
 """Seed for seed: the official command line trains here the run the official code trained (tests/fixtures'
-2-epoch caltech101 runs of CoOp and MaPLe): the same per-batch losses, final tensors and test accuracy."""
+2-epoch caltech101 runs of CoOp, MaPLe and MMRL): the same per-batch losses, final tensors and test accuracy."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,12 @@ RUNS = {
     # deviations): the logged losses may then differ by one unit of the 4th decimal, the tensors by <= 2e-2.
     "MaPLe": ("MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "MultiModalPromptLearner", ["TRAINER.MAPLE.PREC", "fp32"],
               1e-4 + 1e-9, 2e-2),
+    # MMRL (AdamW, both heads, the frozen-CLIP pulls): fp32 on both sides, but the logged 4th decimal may round
+    # the other way; AdamW's normalised first steps carry the gradients' rounding into the tensors (<= 1e-3).
+    "MMRL": ("MMRL/vit_b16.yaml", "MultiModalRepresentationLearner",
+             ["TRAINER.MMRL.PREC", "fp32", "TRAINER.MMRL.REP_LAYERS", "[6,12]", "TASK", "B2N"], 1e-4 + 1e-9, 1e-3),
 }
+FOLDERS = {"MMRL": "mmrl/train_runs/caltech101/MMRL"}  # default: train_runs/caltech101/<method>
 
 
 def _losses(log: str):
@@ -35,7 +40,7 @@ def test_the_official_command_line_trains_the_official_run(method, fixtures_dir,
     import train
 
     config, name, extra, loss_tol, tensor_tol = RUNS[method]
-    official = fixtures_dir / "train_runs" / "caltech101" / method
+    official = fixtures_dir / FOLDERS.get(method, f"train_runs/caltech101/{method}")
     out = tmp_path / "run"
     # the fixture's command line (tests/fixtures/README.md), pointed at our paths
     train.main(["--root", str(data_root), "--seed", "1", "--trainer", method,

@@ -20,6 +20,10 @@ CONFIG["UUMuDPT"] = "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"
 # MuDPT keeps its levels past the tiny CLIP's last block (the authors' tensor shapes); no block reads them, so their
 # gradient is zero (test_mudpt checks that). Here depth 2: every learnable tensor is used.
 EVERY_LEVEL_USED = {v: [f"TRAINER.{v.upper()}.DEEP_PROMPT_DEPTH", "2"] for v in ("MuDPT", "UMuDPT", "UUMuDPT")}
+# MMRL's official layers 6..12 do not exist in the tiny CLIP (REP_LAYERS past the last block is an error): both blocks.
+CONFIG["MMRL"] = "MMRL/vit_b16.yaml"
+TINY_OPTS = {"MMRL": ["TRAINER.MMRL.REP_LAYERS", "[1, 2]"]}
+EVERY_LEVEL_USED.update(TINY_OPTS)
 
 
 def _trainer(name, data_root, tmp_path, tiny_clip_path, extra=()):

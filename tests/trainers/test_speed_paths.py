@@ -10,7 +10,7 @@ import trainers  # noqa: F401  (fills the registry)
 from engine import TRAINER_REGISTRY
 
 from .helpers import build, caltech_argv
-from .test_registry import CONFIG
+from .test_registry import CONFIG, TINY_OPTS
 
 TRAINABLE = [name for name, _ in TRAINER_REGISTRY if not name.startswith("ZeroshotCLIP")]
 
@@ -33,7 +33,8 @@ def _loss_and_grads(trainer, images, labels):
 def test_speed_paths_equal_the_straightforward_path(name, data_root, tmp_path, tiny_clip_path, monkeypatch):
     node = TRAINER_REGISTRY.get(name).CFG_NODE
     trainer = build(caltech_argv(data_root, tmp_path / "out", tiny_clip_path, name,
-                                 CONFIG.get(name, "CoOp/vit_b16.yaml"), 32, [f"TRAINER.{node}.PREC", "fp32"]))
+                                 CONFIG.get(name, "CoOp/vit_b16.yaml"), 32,
+                                 [f"TRAINER.{node}.PREC", "fp32", *TINY_OPTS.get(name, ())]))
     batch = next(iter(trainer.dm.test_loader))
     images, labels = batch["img"][:6], batch["label"][:6]
     model = trainer.model
