@@ -13,16 +13,23 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 from PIL import Image
 
-from . import hf, openclip
+from .hf import PREFIX as HF_PREFIX
+from .hf import is_local_checkpoint as is_hf_checkpoint
+from .hf import load_checkpoint as load_hf_checkpoint
 from .loading import MODEL_URLS, Checkpoint, Preprocess, openai_checkpoint
 from .model import CLIP, build_model
+from .openclip import PREFIX as OPENCLIP_PREFIX
+from .openclip import is_local_checkpoint as is_openclip_checkpoint
+from .openclip import load_checkpoint as load_openclip_checkpoint
 from .tokenizer import get_tokenizer
 
 __all__ = ["available_models", "load", "tokenize"]
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = {openclip.PREFIX: openclip, hf.PREFIX: hf}
+# name prefix -> (its loader: (spec, path, download_root) -> Checkpoint, "is this local path in its layout?")
+FAMILIES = {OPENCLIP_PREFIX: (load_openclip_checkpoint, is_openclip_checkpoint),
+            HF_PREFIX: (load_hf_checkpoint, is_hf_checkpoint)}
 
 
 def available_models() -> List[str]:
@@ -54,12 +61,12 @@ def load_checkpoint(name: Union[str, os.PathLike], path: Optional[Union[str, os.
     """The checkpoint that ``name`` and/or ``path`` stand for, converted to OpenAI's layout (see :func:`load`)."""
     name = os.fspath(name or "")
     path = os.fspath(path) if path else None
-    for prefix, family in FAMILIES.items():
+    for prefix, (load_family, _) in FAMILIES.items():
         if name.startswith(prefix):
-            return family.load_checkpoint(name[len(prefix):], path, download_root)
-    for family in FAMILIES.values():  # a local folder or file in a family's own layout needs no name
-        if path and family.is_local_checkpoint(path):
-            return family.load_checkpoint("", path, download_root)
+            return load_family(name[len(prefix):], path, download_root)
+    for load_family, in_layout in FAMILIES.values():  # a local folder or file in a family's own layout needs no name
+        if path and in_layout(path):
+            return load_family("", path, download_root)
     return openai_checkpoint(path or name, download_root)
 
 

@@ -127,13 +127,13 @@ def choices(config: Dict[str, Any], source: str) -> Dict[str, Dict[str, Any]]:
                               f"('clip'); other model types (SigLIP, Chinese-CLIP, ...) are not loadable here")
     text, vision = _tower_config(config, "text"), _tower_config(config, "vision")
     out = {}
-    for name, cfg, heads in (("text", text, 8), ("vision", vision, 12)):
-        act = cfg.get("hidden_act", "quick_gelu")
+    for name, tower, heads in (("text", text, 8), ("vision", vision, 12)):
+        act = tower.get("hidden_act", "quick_gelu")
         if act not in ACTIVATIONS:
             raise CheckpointError(f"{source}: the {name} tower's hidden_act is {act!r}; this CLIP has "
                                   f"{sorted(ACTIVATIONS)}")
-        out[name] = {"heads": cfg.get("num_attention_heads", heads), "activation": ACTIVATIONS[act],
-                     "norm_eps": cfg.get("layer_norm_eps", 1e-5)}
+        out[name] = {"heads": tower.get("num_attention_heads", heads), "activation": ACTIVATIONS[act],
+                     "norm_eps": tower.get("layer_norm_eps", 1e-5)}
     vocab = text.get("vocab_size", EOT_ID + 1)
     eos = text.get("eos_token_id", EOT_ID)
     if vocab != EOT_ID + 1 or eos not in (EOT_ID, LEGACY_EOS_ID):

@@ -47,9 +47,9 @@ def split_revision(spec: str) -> Tuple[str, Optional[str]]:
     return name, revision or None
 
 
-def refusals(model_cfg: Dict[str, Any]) -> List[str]:
+def refusals(model_config: Dict[str, Any]) -> List[str]:
     """What in an OpenCLIP model config our CLIP cannot express (empty: it loads). One phrase per reason."""
-    vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    vision, text = model_config.get("vision_cfg", {}), model_config.get("text_cfg", {})
     found = []
     if vision.get("timm_model_name"):
         found.append(f"its image tower is timm's {vision['timm_model_name']!r} (our image towers are the ViT and "
@@ -59,9 +59,9 @@ def refusals(model_cfg: Dict[str, Any]) -> List[str]:
     if text.get("hf_tokenizer_name") or text.get("vocab_size", CLIP_VOCAB_SIZE) != CLIP_VOCAB_SIZE:
         found.append(f"it reads the tokens of {text.get('hf_tokenizer_name') or 'another vocabulary'}, while every "
                      f"prompt learner here tokenises with CLIP's BPE")
-    if model_cfg.get("init_logit_bias") is not None:
+    if model_config.get("init_logit_bias") is not None:
         found.append("it was trained with a sigmoid loss and a logit bias (SigLIP-style), not CLIP's softmax")
-    if "multimodal_cfg" in model_cfg or text.get("embed_cls") or vision.get("attentional_pool"):
+    if "multimodal_cfg" in model_config or text.get("embed_cls") or vision.get("attentional_pool"):
         found.append("it is a CoCa model (captioning decoder, attention pooling)")
     if text.get("no_causal_mask"):
         found.append("its text tower attends in both directions (the prompt span and EOT pooling assume causal "
@@ -73,29 +73,29 @@ def refusals(model_cfg: Dict[str, Any]) -> List[str]:
         found.append("its text projection is not a plain matrix")
     if vision.get("pool_type", "tok") != "tok" or vision.get("no_ln_pre"):
         found.append("its image features are not the class token after ln_pre ... ln_post")
-    for tower, cfg in (("image", vision), ("text", text)):
+    for tower, settings in (("image", vision), ("text", text)):
         custom = [k for k in ("block_type", "qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn_inner",
-                              "scale_attn", "scale_fc", "act_kwargs") if cfg.get(k)]
+                              "scale_attn", "scale_fc", "act_kwargs") if settings.get(k)]
         if custom:
             found.append(f"its {tower} blocks use {custom}")
-        extra_norm = set(cfg.get("norm_kwargs") or {}) - {"eps"}
+        extra_norm = set(settings.get("norm_kwargs") or {}) - {"eps"}
         if extra_norm:
             found.append(f"its {tower} LayerNorms take {sorted(extra_norm)}")
     return found
 
 
-def check_supported(model_cfg: Dict[str, Any], name: str) -> None:
-    """Raise CheckpointError naming every reason ``model_cfg`` cannot be loaded into our CLIP."""
-    reasons = refusals(model_cfg)
+def check_supported(model_config: Dict[str, Any], name: str) -> None:
+    """Raise CheckpointError naming every reason ``model_config`` cannot be loaded into our CLIP."""
+    reasons = refusals(model_config)
     if reasons:
         raise CheckpointError(f"OpenCLIP model {name} cannot be loaded into this CLIP: {'; '.join(reasons)}. "
                               f"Loadable OpenCLIP models are those with OpenAI-style ViT or ResNet image towers and "
                               f"CLIP's text tower (e.g. ViT-B-16, ViT-L-14, ViT-H-14, RN50)")
 
 
-def choices(model_cfg: Dict[str, Any], quick_gelu: bool) -> Dict[str, Dict[str, Any]]:
+def choices(model_config: Dict[str, Any], quick_gelu: bool) -> Dict[str, Dict[str, Any]]:
     """``build_model``'s choices for an OpenCLIP config: activation, heads and LayerNorm epsilon per tower."""
-    vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    vision, text = model_config.get("vision_cfg", {}), model_config.get("text_cfg", {})
     activation = "quick_gelu" if quick_gelu else "gelu"
     head_width = vision.get("head_width", DEFAULT_HEAD_WIDTH)
     width = vision.get("width", 768)
@@ -107,10 +107,10 @@ def choices(model_cfg: Dict[str, Any], quick_gelu: bool) -> Dict[str, Dict[str, 
                      "norm_eps": (text.get("norm_kwargs") or {}).get("eps", 1e-5)}}
 
 
-def preprocess_of(cfg: Dict[str, Any]) -> Preprocess:
+def preprocess_of(settings: Dict[str, Any]) -> Preprocess:
     """The preprocessing of an OpenCLIP pretrained tag or ``preprocess_cfg`` (missing fields: OpenAI's)."""
-    known = {k: tuple(cfg[k]) if k in ("mean", "std") else cfg[k]
-             for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k) is not None}
+    known = {k: tuple(settings[k]) if k in ("mean", "std") else settings[k]
+             for k in ("mean", "std", "interpolation", "resize_mode") if settings.get(k) is not None}
     return Preprocess(**known)
 
 
@@ -144,7 +144,7 @@ def _config_file(config_path: str) -> Tuple[Dict[str, Any], Preprocess]:
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
     if "model_cfg" not in config:
-        raise CheckpointError(f"{config_path} has no model_cfg: not an OpenCLIP config")
+        raise CheckpointError(f"{config_path} has no model_config: not an OpenCLIP config")
     return config["model_cfg"], preprocess_of(config.get("preprocess_cfg", {}))
 
 
@@ -152,16 +152,16 @@ def _from_table(arch: str, tag: Optional[str], revision: Optional[str], download
                 with_weights: bool) -> Tuple[Dict[str, Any], Preprocess, bool, Optional[str]]:
     """Config, preprocessing, quick_gelu and (``with_weights``) the weights file of ``arch``/``tag``."""
     open_clip = _open_clip()
-    model_cfg = open_clip.get_model_config(arch)
-    if model_cfg is None:
+    model_config = open_clip.get_model_config(arch)
+    if model_config is None:
         raise CheckpointError(f"{arch!r} is not an OpenCLIP architecture; known: {', '.join(open_clip.list_models())}")
-    check_supported(model_cfg, arch)
-    quick_gelu = bool(model_cfg.get("quick_gelu"))
+    check_supported(model_config, arch)
+    quick_gelu = bool(model_config.get("quick_gelu"))
     if tag is None:
         if with_weights:
             raise CheckpointError(f"openclip:{arch} names no weights: add a pretrained tag (openclip:{arch}/TAG, "
                                   f"tags: {open_clip.list_pretrained_tags_by_model(arch)}) or set MODEL.BACKBONE.PATH")
-        return model_cfg, Preprocess(), quick_gelu, None
+        return model_config, Preprocess(), quick_gelu, None
     pretrained = open_clip.get_pretrained_cfg(arch, tag)
     if not pretrained:
         raise CheckpointError(f"OpenCLIP has no pretrained tag {tag!r} for {arch}; its tags: "
@@ -175,7 +175,7 @@ def _from_table(arch: str, tag: Optional[str], revision: Optional[str], download
         repo, _, filename = pretrained["hf_hub"].rpartition("/")  # "org/repo/" or "org/repo/file"
         candidates = WEIGHT_FILES if filename in ("", WEIGHT_FILES[1]) else (filename,)
         weights = hub_download(repo, candidates, revision, download_root)
-    return model_cfg, preprocess_of(pretrained), quick_gelu, weights
+    return model_config, preprocess_of(pretrained), quick_gelu, weights
 
 
 def load_checkpoint(spec: str, path: Optional[str] = None, download_root: Optional[str] = None) -> Checkpoint:
@@ -197,37 +197,37 @@ def load_checkpoint(spec: str, path: Optional[str] = None, download_root: Option
         config_path = config_path or hub_download(repo, (CONFIG_FILE,), revision, download_root)
         weights = weights or hub_download(repo, WEIGHT_FILES, revision, download_root)
     if config_path is not None:
-        model_cfg, preprocess = _config_file(str(config_path))
-        check_supported(model_cfg, spec or str(config_path))  # before reading weights that cannot load
-        quick_gelu = bool(model_cfg.get("quick_gelu"))
+        model_config, preprocess = _config_file(str(config_path))
+        check_supported(model_config, spec or str(config_path))  # before reading weights that cannot load
+        quick_gelu = bool(model_config.get("quick_gelu"))
     elif spec:
         arch, _, tag = spec.partition("/")
-        model_cfg, preprocess, quick_gelu, downloaded = _from_table(arch, tag or None, revision, download_root,
+        model_config, preprocess, quick_gelu, downloaded = _from_table(arch, tag or None, revision, download_root,
                                                                     with_weights=weights is None)
         weights = weights or downloaded
     else:
         raise CheckpointError(f"{path}: an OpenCLIP weights file without {CONFIG_FILE} beside it: name its "
                               f"architecture, MODEL.BACKBONE.NAME openclip:ARCH (e.g. openclip:ViT-B-16)")
     label = f"OpenCLIP {spec} ({weights})" if spec else f"OpenCLIP {weights}"
-    return checkpoint_from(read_state_dict(str(weights), unwrap), model_cfg, quick_gelu, preprocess, label)
+    return checkpoint_from(read_state_dict(str(weights), unwrap), model_config, quick_gelu, preprocess, label)
 
 
-def checkpoint_from(state_dict: Dict[str, Any], model_cfg: Dict[str, Any], quick_gelu: bool,
+def checkpoint_from(state_dict: Dict[str, Any], model_config: Dict[str, Any], quick_gelu: bool,
                     preprocess: Preprocess = Preprocess(), source: str = "OpenCLIP state_dict") -> Checkpoint:
     """The :class:`Checkpoint` of an OpenCLIP ``CLIP.state_dict()`` and its model config.
 
     Args:
         state_dict: OpenCLIP's keys (for its native towers, the names of OpenAI's layout).
-        model_cfg: OpenCLIP's model config (``open_clip.get_model_config(name)`` / ``model_cfg`` of
+        model_config: OpenCLIP's model config (``open_clip.get_model_config(name)`` / ``model_cfg`` of
             ``open_clip_config.json``).
         quick_gelu: the activation the weights were trained with (QuickGELU, else exact GELU).
     Raises:
         CheckpointError: the config or the tensors hold a part this CLIP cannot express.
     """
-    check_supported(model_cfg, source)
+    check_supported(model_config, source)
     if "logit_bias" in state_dict:
         raise CheckpointError(f"{source} has a logit_bias: a sigmoid-loss (SigLIP-style) model, which this CLIP "
                               f"does not express")
     logger.info("%s: %s, preprocessing %s", source, "QuickGELU" if quick_gelu else "exact GELU", preprocess)
-    return Checkpoint(dict(state_dict), source=source, family="openclip", choices=choices(model_cfg, quick_gelu),
+    return Checkpoint(dict(state_dict), source=source, family="openclip", choices=choices(model_config, quick_gelu),
                       preprocess=preprocess)

@@ -220,3 +220,21 @@ def test_missing_hub_repository_or_file_is_clear(fake_hub, tmp_path):
         clip.load("hf:org/empty", download_root=tmp_path / "cache")
     with pytest.raises(RuntimeError, match="could not fetch config.json of org/absent.*MODEL.BACKBONE.PATH"):
         clip.load("hf:org/absent", download_root=tmp_path / "cache")
+
+
+def test_openclip_table_name_downloads_its_tags_weights_with_its_preprocessing(fake_hub, tmp_path, monkeypatch):
+    """openclip:ARCH/TAG: OpenCLIP's table names the Hub repository and the preprocessing; QuickGELU follows the tag."""
+    import open_clip
+
+    root, requests = fake_hub
+    ref = save_openclip(root / "org" / "tiny-tagged", {**TINY_OPENCLIP, "quick_gelu": True})
+    arch = tmp_path / "tiny-tagged-arch.json"
+    arch.write_text(json.dumps(TINY_OPENCLIP))
+    open_clip.add_model_config(arch)
+    tag = {"hf_hub": "org/tiny-tagged/", "quick_gelu": True, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+           "interpolation": "bilinear", "resize_mode": "shortest"}
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda model, name: tag if name == "mytag" else {})
+    model, _ = clip.load("openclip:tiny-tagged-arch/mytag@v2", download_root=tmp_path / "cache")
+    assert model.text_options.activation == "quick_gelu" and model.preprocess.interpolation == "bilinear"
+    assert any(r.endswith("/org/tiny-tagged/resolve/v2/open_clip_model.safetensors") for r in requests)
+    _check_openclip_outputs(model, ref)
