@@ -73,8 +73,6 @@ TINY_OPENCLIP = {"embed_dim": 32,
                                 "mlp_ratio": 3.0, "ls_init_value": 0.5},
                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2,
                               "mlp_ratio": 2.0, "ls_init_value": 0.5}}
-TINY_OPENCLIP_RESNET = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 16},
-                        "text_cfg": TINY_OPENCLIP["text_cfg"]}
 TINY_HF = {"projection_dim": 32,
            "text_config": {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
                            "num_attention_heads": 2, "hidden_act": "gelu"},
@@ -120,14 +118,6 @@ def openclip_tiny_dir(tmp_path_factory) -> Path:
     """A tiny random OpenCLIP ViT model (``TINY_OPENCLIP``) in OpenCLIP's Hub layout."""
     folder = tmp_path_factory.mktemp("openclip_tiny")
     save_openclip(folder, TINY_OPENCLIP)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def openclip_tiny_resnet_dir(tmp_path_factory) -> Path:
-    """A tiny random OpenCLIP model with a ModifiedResNet image tower, in OpenCLIP's Hub layout."""
-    folder = tmp_path_factory.mktemp("openclip_tiny_resnet")
-    save_openclip(folder, TINY_OPENCLIP_RESNET)
     return folder
 
 
