@@ -56,7 +56,8 @@ def refusals(model_config: Dict[str, Any]) -> List[str]:
                      f"OpenAI's ModifiedResNet)")
     if text.get("hf_model_name"):
         found.append(f"its text tower is the Hugging Face model {text['hf_model_name']!r}")
-    if text.get("hf_tokenizer_name") or text.get("vocab_size", CLIP_VOCAB_SIZE) != CLIP_VOCAB_SIZE:
+    if (text.get("hf_tokenizer_name") or text.get("tokenizer_mode") or text.get("tokenizer_kwargs")
+            or text.get("vocab_size", CLIP_VOCAB_SIZE) != CLIP_VOCAB_SIZE):
         found.append(f"it reads the tokens of {text.get('hf_tokenizer_name') or 'another vocabulary'}, while every "
                      f"prompt learner here tokenises with CLIP's BPE")
     if model_config.get("init_logit_bias") is not None:
@@ -71,6 +72,8 @@ def refusals(model_config: Dict[str, Any]) -> List[str]:
         found.append(f"its text features are pooled at {text.get('pool_type')!r}, not at the end-of-text token")
     if text.get("proj_type", "linear") != "linear" or text.get("proj_bias"):
         found.append("its text projection is not a plain matrix")
+    if vision.get("pos_embed_type", "learnable") != "learnable":
+        found.append(f"its image positions are {vision['pos_embed_type']!r}, not a learned embedding")
     if vision.get("pool_type", "tok") != "tok" or vision.get("no_ln_pre"):
         found.append("its image features are not the class token after ln_pre ... ln_post")
     for tower, settings in (("image", vision), ("text", text)):
