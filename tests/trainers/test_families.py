@@ -41,3 +41,15 @@ def test_trainer_trains_and_evaluates_on_each_family(name, family_dir, data_root
         assert any(not torch.equal(after[n], p) for n, p in before.items()), "the step changed no learnable tensor"
     result = trainer.test()
     assert 0.0 <= result["accuracy"] <= 100.0
+
+
+def test_checkpoints_own_preprocessing_is_named_when_the_config_differs(data_root, tmp_path, caplog):
+    from tests.conftest import TINY_OPENCLIP, save_openclip
+
+    own = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear"}
+    save_openclip(tmp_path / "m", TINY_OPENCLIP, preprocess_cfg=own)
+    argv = caltech_argv(data_root, tmp_path / "out", tmp_path / "m", "ZeroshotCLIP", "CoOp/vit_b16.yaml", 32)
+    with caplog.at_level("WARNING"):
+        build(argv)
+    assert ("own image preprocessing differs from the config's: to use it, add INPUT.PIXEL_MEAN '[0.5, 0.5, 0.5]' "
+            "INPUT.PIXEL_STD '[0.5, 0.5, 0.5]' INPUT.INTERPOLATION bilinear") in caplog.text
