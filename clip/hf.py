@@ -209,7 +209,8 @@ def load_checkpoint(spec: str, path: Optional[str] = None, download_root: Option
     source = f"Hugging Face {spec} ({weights})" if spec else f"Hugging Face {weights}"
     config = _read_json(config_path)
     choices(config, source)  # refuse before reading weights that cannot load
-    return checkpoint_from(read_state_dict(str(weights)), config, _read_json(preprocessor_path), source)
+    state_dict = read_state_dict(str(weights), torchscript=False)
+    return checkpoint_from(state_dict, config, _read_json(preprocessor_path), source)
 
 
 def checkpoint_from(state_dict: Dict[str, torch.Tensor], config: Dict[str, Any],

@@ -212,21 +212,23 @@ def hub_download(repo_id: str, filenames: Sequence[str], revision: Optional[str]
     return None
 
 
-def read_state_dict(path: Union[str, os.PathLike],
-                    unwrap: Optional[Callable[[Any], Any]] = None) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: Union[str, os.PathLike], unwrap: Optional[Callable[[Any], Any]] = None,
+                    torchscript: bool = True) -> Dict[str, torch.Tensor]:
     """Weights of a CLIP file: an OpenAI TorchScript archive, a ``torch.save``'d state_dict or a safetensors file.
 
     Args:
         path: the file.
         unwrap: applied to what the file holds before it is checked (a family's container layout, e.g. a
             training checkpoint's ``state_dict`` entry).
+        torchscript: try the file as a TorchScript archive first (OpenAI's releases are); False for the other
+            families, whose files are only ever read as tensors (safetensors, or ``torch.load(weights_only=True)``).
     Raises:
         CheckpointError: the file is none of these, or does not hold a ``{name: tensor}`` mapping.
     """
     if str(path).endswith(".safetensors"):
         state_dict = _read_safetensors(path)
     else:
-        state_dict = _read_torch_file(path)
+        state_dict = _read_torch_file(path, torchscript)
     if unwrap is not None:
         state_dict = unwrap(state_dict)
     if not isinstance(state_dict, dict):
@@ -255,9 +257,12 @@ def _read_safetensors(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file ({err}); get the file again") from None
 
 
-def _read_torch_file(path: Union[str, os.PathLike]) -> Any:
-    """What a TorchScript archive (its state_dict) or a ``torch.save``'d file (read with weights_only) holds."""
+def _read_torch_file(path: Union[str, os.PathLike], torchscript: bool = True) -> Any:
+    """What a TorchScript archive (its state_dict; only if ``torchscript``) or a ``torch.save``'d file (read with
+    weights_only) holds."""
     try:
+        if not torchscript:
+            raise RuntimeError("not tried (files of this family are read as tensors only)")
         with warnings.catch_warnings():
             # torch.jit.load is deprecated, but the official model files are TorchScript archives
             warnings.simplefilter("ignore", FutureWarning)

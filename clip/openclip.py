@@ -212,7 +212,8 @@ def load_checkpoint(spec: str, path: Optional[str] = None, download_root: Option
         raise CheckpointError(f"{path}: an OpenCLIP weights file without {CONFIG_FILE} beside it: name its "
                               f"architecture, MODEL.BACKBONE.NAME openclip:ARCH (e.g. openclip:ViT-B-16)")
     label = f"OpenCLIP {spec} ({weights})" if spec else f"OpenCLIP {weights}"
-    return checkpoint_from(read_state_dict(str(weights), unwrap), model_config, quick_gelu, preprocess, label)
+    state_dict = read_state_dict(str(weights), unwrap, torchscript=False)
+    return checkpoint_from(state_dict, model_config, quick_gelu, preprocess, label)
 
 
 def checkpoint_from(state_dict: Dict[str, Any], model_config: Dict[str, Any], quick_gelu: bool,

@@ -250,3 +250,18 @@ def test_openclip_table_name_downloads_its_tags_weights_with_its_preprocessing(f
     assert model.text_options.activation == "quick_gelu" and model.preprocess.interpolation == "bilinear"
     assert any(r.endswith("/org/tiny-tagged/resolve/v2/open_clip_model.safetensors") for r in requests)
     _check_openclip_outputs(model, ref)
+
+
+@pytest.mark.filterwarnings("ignore:.*(deprecated|TorchScript archive)")  # torch.jit's own, expected here
+@pytest.mark.parametrize("family,weights_name", [("openclip", "open_clip_pytorch_model.bin"),
+                                                 ("hf", "pytorch_model.bin")])
+def test_family_files_are_never_read_as_torchscript(family, weights_name, tmp_path):
+    """Only OpenAI's releases are TorchScript archives; a family's file is read as tensors only (weights_only)."""
+    (tmp_path / "m").mkdir()
+    if family == "openclip":
+        (tmp_path / "m" / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPENCLIP}))
+    else:
+        (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "clip", **TINY_HF}))
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "m" / weights_name))
+    with pytest.raises(CheckpointError, match="TorchScript: not tried .*weights_only"):
+        clip.load("", path=tmp_path / "m")
