@@ -2,7 +2,10 @@
 
 Cache folder: ``download_root`` if given, else ``$CLIP_CACHE_DIR``, else ``~/.cache/clip``. A download is written
 through ``fileio.atomic_write`` and keeps its final name only once its SHA256 matched, so an interrupted or
-damaged transfer never looks like a cached model.
+damaged transfer never looks like a cached model. Files of the Hugging Face Hub (OpenCLIP and Hugging Face
+checkpoints) go through ``huggingface_hub``, whose cache is atomic too and keyed by commit (:func:`hub_download`).
+A loader of a checkpoint family returns a :class:`Checkpoint`: the weights in OpenAI's layout plus what the
+tensors cannot say (the choices of ``clip.model.build_model``, the image preprocessing).
 """
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ import os
 import urllib.error
 import urllib.request
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from tqdm import tqdm
@@ -42,6 +46,46 @@ MODEL_URLS: Dict[str, str] = {
 
 _CHUNK = 1 << 16
 _TIMEOUT_S = 60
+
+# Per-channel statistics of the images OpenAI's CLIP was trained on (also most OpenCLIP models').
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+RESIZE_MODES = ("shortest", "squash")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a checkpoint's images are prepared, from its own config (defaults: OpenAI's).
+
+    resize_mode: ``shortest`` resizes the shorter side to the resolution then centre-crops; ``squash`` resizes
+    both sides to the resolution (the aspect ratio is not kept).
+    """
+
+    mean: Tuple[float, ...] = CLIP_MEAN
+    std: Tuple[float, ...] = CLIP_STD
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS or self.resize_mode not in RESIZE_MODES:
+            raise CheckpointError(f"image preprocessing {self.interpolation!r} / {self.resize_mode!r}: supported "
+                                  f"are interpolations {INTERPOLATIONS} and resize modes {RESIZE_MODES}")
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint converted for ``clip.model.build_model``.
+
+    state_dict: the weights in OpenAI's layout; choices: ``build_model``'s ``choices`` (what the tensors cannot
+    show); family: ``openai`` | ``openclip`` | ``hf``; source: the file or name, for messages.
+    """
+
+    state_dict: Dict[str, torch.Tensor]
+    source: str
+    family: str = "openai"
+    choices: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    preprocess: Preprocess = Preprocess()
 
 
 def cache_dir(download_root: Optional[Union[str, os.PathLike]] = None) -> Path:
@@ -117,13 +161,108 @@ def resolve_model_path(name_or_path: Union[str, os.PathLike], download_root: Opt
         f"MODEL.BACKBONE.PATH at a local checkpoint.")
 
 
-def read_state_dict(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
-    """Weights of a CLIP file: an OpenAI TorchScript archive or a ``torch.save``'d state_dict.
+def openai_checkpoint(name_or_path: Union[str, os.PathLike], download_root: Optional[str] = None) -> Checkpoint:
+    """An OpenAI release (by name, fetched into the cache) or an OpenAI-layout file, as a :class:`Checkpoint`."""
+    path = resolve_model_path(name_or_path, download_root)
+    return Checkpoint(read_state_dict(path), source=str(path))
+
+
+def hub_download(repo_id: str, filenames: Sequence[str], revision: Optional[str] = None,
+                 cache_dir: Optional[str] = None, required: bool = True) -> Optional[str]:
+    """The local copy of the first of ``filenames`` that Hugging Face Hub repository ``repo_id`` holds.
+
+    Fetched through ``huggingface_hub`` into its cache (``cache_dir``, else its default, ``$HF_HUB_CACHE``): the
+    library writes to a temp file and renames it when complete, and keys files by commit. ``revision`` (a commit
+    SHA, branch or tag) pins the version; ``$HF_ENDPOINT`` names a mirror (read at each call); ``HF_HUB_OFFLINE=1``
+    uses the cache only.
 
     Raises:
-        CheckpointError: the file is neither, or does not hold a ``{name: tensor}`` mapping.
+        ImportError: ``huggingface_hub`` is not installed.
+        FileNotFoundError: ``required`` and the repository has none of ``filenames``.
+        RuntimeError: the repository, revision or server could not be reached (the message says how to work offline).
     """
     try:
+        import huggingface_hub
+        from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+    except ImportError as err:
+        raise ImportError(f"downloading {repo_id} needs huggingface_hub: pip install -r requirements.txt") from err
+    for filename in filenames:
+        try:
+            path = huggingface_hub.hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                                   endpoint=os.environ.get("HF_ENDPOINT") or None)
+        except RemoteEntryNotFoundError:
+            continue
+        except LocalEntryNotFoundError as err:
+            if required:  # offline (or unreachable) and not in the cache
+                raise RuntimeError(f"{filename} of {repo_id} is not in the Hugging Face cache and the Hub cannot be "
+                                   f"reached ({str(err).splitlines()[0]}); set MODEL.BACKBONE.PATH to a local copy"
+                                   ) from err
+            logger.warning("%s/%s: not in the cache and the Hub cannot be reached; going without it", repo_id,
+                           filename)
+            continue
+        except (OSError, ValueError) as err:  # HTTP and connection errors of huggingface_hub are OSErrors
+            raise RuntimeError(
+                f"could not fetch {filename} of {repo_id}{'@' + revision if revision else ''} from the Hugging Face "
+                f"Hub ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Offline: download the "
+                f"repository's files on another machine and point MODEL.BACKBONE.PATH at that folder") from err
+        logger.info("%s/%s: %s", repo_id, filename, path)
+        return path
+    if required:
+        raise FileNotFoundError(f"the Hugging Face Hub repository {repo_id} has none of {list(filenames)}")
+    return None
+
+
+def read_state_dict(path: Union[str, os.PathLike], unwrap: Optional[Callable[[Any], Any]] = None,
+                    torchscript: bool = True) -> Dict[str, torch.Tensor]:
+    """Weights of a CLIP file: an OpenAI TorchScript archive, a ``torch.save``'d state_dict or a safetensors file.
+
+    Args:
+        path: the file.
+        unwrap: applied to what the file holds before it is checked (a family's container layout, e.g. a
+            training checkpoint's ``state_dict`` entry).
+        torchscript: try the file as a TorchScript archive first (OpenAI's releases are); False for the other
+            families, whose files are only ever read as tensors (safetensors, or ``torch.load(weights_only=True)``).
+    Raises:
+        CheckpointError: the file is none of these, or does not hold a ``{name: tensor}`` mapping.
+    """
+    if str(path).endswith(".safetensors"):
+        state_dict = _read_safetensors(path)
+    else:
+        state_dict = _read_torch_file(path, torchscript)
+    if unwrap is not None:
+        state_dict = unwrap(state_dict)
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{path} holds a {type(state_dict).__name__}, not a CLIP state_dict {{name: tensor}}")
+    others = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise CheckpointError(
+            f"{path} is not a CLIP state_dict: entries {others[:5]} are not tensors (a training checkpoint? an "
+            f"OpenCLIP one loads with MODEL.BACKBONE.NAME openclip:ARCH naming its architecture; a prompt learner's "
+            f"is loaded elsewhere, e.g. --model-dir or MODEL.INIT_WEIGHTS)"
+        )
+    logger.debug("read %d tensors from %s (metadata keys present: %s)", len(state_dict), path,
+                 [k for k in METADATA_KEYS if k in state_dict])
+    return dict(state_dict)
+
+
+def _read_safetensors(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise ImportError(f"reading {path} needs safetensors: pip install -r requirements.txt") from err
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); get the file again") from None
+
+
+def _read_torch_file(path: Union[str, os.PathLike], torchscript: bool = True) -> Any:
+    """What a TorchScript archive (its state_dict; only if ``torchscript``) or a ``torch.save``'d file (read with
+    weights_only) holds."""
+    try:
+        if not torchscript:
+            raise RuntimeError("not tried (files of this family are read as tensors only)")
         with warnings.catch_warnings():
             # torch.jit.load is deprecated, but the official model files are TorchScript archives
             warnings.simplefilter("ignore", FutureWarning)
@@ -139,14 +278,4 @@ def read_state_dict(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
                 f"{str(err).splitlines()[0] if str(err) else ''}). The file is damaged or not CLIP weights: a "
                 f"download cached by name is fetched again once you delete it; otherwise get the file again"
             ) from None
-    if not isinstance(state_dict, dict):
-        raise CheckpointError(f"{path} holds a {type(state_dict).__name__}, not a CLIP state_dict {{name: tensor}}")
-    others = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
-    if others:
-        raise CheckpointError(
-            f"{path} is not a CLIP state_dict: entries {others[:5]} are not tensors "
-            "(a trainer checkpoint? load CLIP weights here, prompt checkpoints elsewhere)"
-        )
-    logger.debug("read %d tensors from %s (metadata keys present: %s)", len(state_dict), path,
-                 [k for k in METADATA_KEYS if k in state_dict])
-    return dict(state_dict)
+    return state_dict

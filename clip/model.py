@@ -3,12 +3,16 @@
 One residual attention block and one Transformer serve both towers; prompts enter through ``clip.prompts``.
 Activations are batch-first ``(N, L, D)``; attention uses ``scaled_dot_product_attention`` but keeps the
 parameter names of ``nn.MultiheadAttention`` (``attn.in_proj_weight`` ...), so official checkpoints load strictly.
+Where other CLIP families (OpenCLIP, Hugging Face) chose differently -- exact GELU, other head counts or MLP
+widths, layer scale, LayerNorm epsilon -- the choice is a :class:`TowerOptions` field of the constructor, read
+from the checkpoint by the loaders; the defaults are OpenAI's.
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +38,46 @@ class QuickGELU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {"quick_gelu": QuickGELU, "gelu": nn.GELU}  # gelu: the exact (erf) GELU
+
+
+@dataclass(frozen=True)
+class TowerOptions:
+    """How one tower departs from OpenAI's architecture; the defaults are OpenAI's choices.
+
+    heads: attention heads of the image tower (ViT blocks, or the ResNet's attention pool); None = one head per
+        64 channels. The text tower's count is the constructor's ``transformer_heads``.
+    mlp_width: hidden width of each block's MLP; None = 4 x width.
+    activation: the MLP's non-linearity, a key of ``ACTIVATIONS``.
+    layer_scale: a learned per-channel scale on both residual branches of every block (``ls_1`` / ``ls_2``).
+    norm_eps: the epsilon of every LayerNorm of the tower.
+    """
+
+    heads: Optional[int] = None
+    mlp_width: Optional[int] = None
+    activation: str = "quick_gelu"
+    layer_scale: bool = False
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
+
+
+OPENAI = TowerOptions()
+
+
+class LayerScale(nn.Module):
+    """Per-channel learned scale of a residual branch (key ``gamma``)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma.to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -62,42 +106,47 @@ class SelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """The 4x MLP of a residual block (keys ``mlp.c_fc`` / ``mlp.c_proj``)."""
+    """The MLP of a residual block (keys ``mlp.c_fc`` / ``mlp.c_proj``; ``gelu`` names whichever activation)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, hidden: Optional[int] = None, activation: str = "quick_gelu") -> None:
         super().__init__()
-        self.c_fc = nn.Linear(width, 4 * width)
-        self.gelu = QuickGELU()
-        self.c_proj = nn.Linear(4 * width, width)
+        hidden = hidden or 4 * width
+        self.c_fc = nn.Linear(width, hidden)
+        self.gelu = ACTIVATIONS[activation]()
+        self.c_proj = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(self.gelu(self.c_fc(x)))
 
 
 class ResidualAttentionBlock(nn.Module):
-    """Pre-LN transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
+    """Pre-LN transformer block: ``x + ls_1(attn(ln_1(x)))`` then ``x + ls_2(mlp(ln_2(x)))`` (``ls``: layer scale
+    where the options ask for it, else nothing)."""
 
-    def __init__(self, width: int, heads: int, causal: bool = False) -> None:
+    def __init__(self, width: int, heads: int, causal: bool = False, options: TowerOptions = OPENAI) -> None:
         super().__init__()
-        self.ln_1 = LayerNorm(width)
+        self.ln_1 = LayerNorm(width, eps=options.norm_eps)
         self.attn = SelfAttention(width, heads, causal)
-        self.ln_2 = LayerNorm(width)
-        self.mlp = FeedForward(width)
+        self.ln_2 = LayerNorm(width, eps=options.norm_eps)
+        self.mlp = FeedForward(width, options.mlp_width, options.activation)
+        self.ls_1 = LayerScale(width) if options.layer_scale else nn.Identity()
+        self.ls_2 = LayerScale(width) if options.layer_scale else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))  # (N, L, D)
-        return x + self.mlp(self.ln_2(x))  # (N, L, D)
+        x = x + self.ls_1(self.attn(self.ln_1(x)))  # (N, L, D)
+        return x + self.ls_2(self.mlp(self.ln_2(x)))  # (N, L, D)
 
 
 class Transformer(nn.Module):
     """A stack of residual blocks; deep prompts replace (or, wrapped in ``Insert``, extend) the prompt span at the
     input of block i."""
 
-    def __init__(self, width: int, layers: int, heads: int, causal: bool = False) -> None:
+    def __init__(self, width: int, layers: int, heads: int, causal: bool = False,
+                 options: TowerOptions = OPENAI) -> None:
         super().__init__()
         self.width = width
         self.layers = layers
-        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, causal) for _ in range(layers))
+        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, causal, options) for _ in range(layers))
 
     def forward(
         self, x: torch.Tensor, deep: Optional[DeepPrompts] = None, span: Optional[PromptSpan] = None
@@ -118,7 +167,7 @@ class VisionTransformer(nn.Module):
     """ViT image tower: patch conv, class token, positional embedding, transformer, projection."""
 
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int,
-                 output_dim: int) -> None:
+                 output_dim: int, options: TowerOptions = OPENAI) -> None:
         super().__init__()
         self.input_resolution = input_resolution
         self.width = width
@@ -127,9 +176,9 @@ class VisionTransformer(nn.Module):
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         self.class_embedding = nn.Parameter(torch.empty(width))
         self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, width))
-        self.ln_pre = LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
-        self.ln_post = LayerNorm(width)
+        self.ln_pre = LayerNorm(width, eps=options.norm_eps)
+        self.transformer = Transformer(width, layers, heads, options=options)
+        self.ln_post = LayerNorm(width, eps=options.norm_eps)
         self.proj = nn.Parameter(torch.empty(width, output_dim))
 
     def forward(self, x: torch.Tensor, shallow: Optional[torch.Tensor] = None, deep: Optional[DeepPrompts] = None,
@@ -251,35 +300,46 @@ class ModifiedResNet(nn.Module):
 class CLIP(nn.Module):
     """Contrastive image-text model; argument names follow OpenAI's constructor.
 
-    ``vision_layers`` is an int for a ViT image tower and a 4-tuple of block counts for a ModifiedResNet. The
-    weights are left uninitialised: build it with :func:`build_model`, which loads every value from a checkpoint.
+    ``vision_layers`` is an int for a ViT image tower and a 4-tuple of block counts for a ModifiedResNet.
+    ``vision_options`` / ``text_options``: where a tower departs from OpenAI's architecture (see
+    :class:`TowerOptions`; only ``heads`` applies to a ResNet tower). The weights are left uninitialised: build it
+    with :func:`build_model`, which loads every value from a checkpoint.
     """
 
     def __init__(self, embed_dim: int, image_resolution: int, vision_layers: Union[int, Sequence[int]],
                  vision_width: int, vision_patch_size: Optional[int], context_length: int, vocab_size: int,
-                 transformer_width: int, transformer_heads: int, transformer_layers: int) -> None:
+                 transformer_width: int, transformer_heads: int, transformer_layers: int,
+                 vision_options: TowerOptions = OPENAI, text_options: TowerOptions = OPENAI) -> None:
         super().__init__()
         # the constructor's arguments, e.g. to replay what OpenAI's constructor draws (trainers/replay.py)
         self.config = dict(embed_dim=embed_dim, image_resolution=image_resolution, vision_layers=vision_layers,
                            vision_width=vision_width, vision_patch_size=vision_patch_size,
                            context_length=context_length, vocab_size=vocab_size, transformer_width=transformer_width,
                            transformer_heads=transformer_heads, transformer_layers=transformer_layers)
+        self.vision_options, self.text_options = vision_options, text_options
+        # set by the loaders: the checkpoint family the weights came from ("openai", "openclip", "hf") and its image
+        # preprocessing (a clip.loading.Preprocess)
+        self.family = "openai"
+        self.preprocess: Optional[Any] = None
         self.embed_dim = embed_dim
         self.context_length = context_length
         self.vocab_size = vocab_size
         if isinstance(vision_layers, (tuple, list)):
-            # the ResNet feature width is 32x the stem width; one head per 64 channels
-            self.visual: nn.Module = ModifiedResNet(vision_layers, embed_dim, vision_width * 32 // 64,
+            # the ResNet feature width is 32x the stem width; one head per 64 channels unless the options say
+            self.visual: nn.Module = ModifiedResNet(vision_layers, embed_dim,
+                                                    vision_options.heads or vision_width * 32 // 64,
                                                     image_resolution, vision_width)
         else:
             self.visual = VisionTransformer(image_resolution, vision_patch_size, vision_width, vision_layers,
-                                            max(1, vision_width // 64), embed_dim)
-        self.transformer = Transformer(transformer_width, transformer_layers, transformer_heads, causal=True)
+                                            vision_options.heads or max(1, vision_width // 64), embed_dim,
+                                            vision_options)
+        self.transformer = Transformer(transformer_width, transformer_layers, transformer_heads, causal=True,
+                                       options=text_options)
         # an explicit weight skips nn.Embedding's own random init (see the meta-device note below)
         self.token_embedding = nn.Embedding(vocab_size, transformer_width,
                                             _weight=torch.empty(vocab_size, transformer_width))
         self.positional_embedding = nn.Parameter(torch.empty(context_length, transformer_width))
-        self.ln_final = LayerNorm(transformer_width)
+        self.ln_final = LayerNorm(transformer_width, eps=text_options.norm_eps)
         self.text_projection = nn.Parameter(torch.empty(transformer_width, embed_dim))
         self.logit_scale = nn.Parameter(torch.empty(()))
 
@@ -373,7 +433,7 @@ def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 class CheckpointError(RuntimeError):
-    """A file or state_dict that is not an OpenAI-layout CLIP checkpoint."""
+    """A file or state_dict that is not a CLIP checkpoint this package can load."""
 
 
 # Keys of OpenAI's TorchScript archives that are metadata, not weights.
@@ -421,6 +481,32 @@ def infer_config(state_dict: dict) -> dict:
                 transformer_layers=_count_blocks(state_dict, "transformer.resblocks."))
 
 
+def infer_options(state_dict: dict, config: dict) -> dict:
+    """The :class:`TowerOptions` fields the tensors show (MLP width, layer scale), per tower, for ``config``."""
+    options = {}
+    for tower, prefix, width in (("vision_options", "visual.transformer.resblocks.0.", config["vision_width"]),
+                                 ("text_options", "transformer.resblocks.0.", config["transformer_width"])):
+        fc = state_dict.get(f"{prefix}mlp.c_fc.weight")  # (hidden, width); absent for a ResNet image tower
+        hidden = None if fc is None or fc.shape[0] == 4 * width else fc.shape[0]
+        options[tower] = TowerOptions(mlp_width=hidden, layer_scale=f"{prefix}ls_1.gamma" in state_dict)
+    return options
+
+
+def infer_architecture(state_dict: dict, choices: Optional[Mapping[str, Mapping[str, Any]]] = None
+                       ) -> Tuple[dict, dict]:
+    """``(config, options)``: the ``CLIP`` constructor arguments of a state_dict, OpenAI's (:func:`infer_config`)
+    and ``vision_options`` / ``text_options`` from the tensors and ``choices`` (see :func:`build_model`)."""
+    config = infer_config(state_dict)
+    options = infer_options(state_dict, config)
+    chosen = {tower: dict((choices or {}).get(tower, {})) for tower in ("vision", "text")}
+    text_heads = chosen["text"].pop("heads", None)
+    if text_heads:
+        config["transformer_heads"] = text_heads
+    for tower in ("vision", "text"):
+        options[f"{tower}_options"] = replace(options[f"{tower}_options"], **chosen[tower])
+    return config, options
+
+
 def _check_keys(model: nn.Module, state_dict: dict, config: dict, source: str) -> None:
     expected, found = set(model.state_dict()), set(state_dict)
     missing, unexpected = sorted(expected - found), sorted(found - expected)
@@ -428,11 +514,12 @@ def _check_keys(model: nn.Module, state_dict: dict, config: dict, source: str) -
         raise CheckpointError(
             f"{source} does not match the CLIP architecture inferred from its own tensors ({config}): "
             f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}. "
-            "Is it an OpenAI CLIP checkpoint (not a trainer checkpoint or another CLIP implementation)?"
+            "Is it a CLIP checkpoint (not a trainer checkpoint), of a family this package loads?"
         )
 
 
-def build_model(state_dict: dict, source: str = "state_dict", dtype: torch.dtype = torch.float16) -> CLIP:
+def build_model(state_dict: dict, source: str = "state_dict", dtype: torch.dtype = torch.float16,
+                choices: Optional[Mapping[str, Mapping[str, Any]]] = None, family: str = "openai") -> CLIP:
     """Build a CLIP from an OpenAI-layout state_dict with strict key matching, in eval mode.
 
     The architecture is inferred from tensor shapes; ``input_resolution`` / ``context_length`` / ``vocab_size``
@@ -443,10 +530,14 @@ def build_model(state_dict: dict, source: str = "state_dict", dtype: torch.dtype
         state_dict: ``{key: tensor}`` (not modified).
         source: the file name (or a description) used in error messages.
         dtype: precision passed to ``cast_model`` (``torch.float32`` gives an all-fp32 model).
+        choices: what tensors cannot show, from the checkpoint's own config (other families):
+            ``{"vision": {field: value}, "text": {field: value}}`` with :class:`TowerOptions` fields; a text
+            ``heads`` sets ``transformer_heads``. None = OpenAI's choices.
+        family: recorded as ``model.family``.
     """
     weights = {k: v for k, v in state_dict.items() if k not in METADATA_KEYS}
     try:
-        config = infer_config(weights)
+        config, options = infer_architecture(weights, choices)
     except CheckpointError as err:
         raise CheckpointError(f"{source}: {err}") from None
     except (KeyError, IndexError, AttributeError) as err:  # a key of the detected tower is absent / not a tensor
@@ -456,7 +547,8 @@ def build_model(state_dict: dict, source: str = "state_dict", dtype: torch.dtype
         weights["logit_scale"] = scale.reshape(())
     # Building on the meta device skips the random init of ~100M parameters that loading overwrites anyway.
     with torch.device("meta"):
-        model = CLIP(**config)
+        model = CLIP(**config, **options)
+    model.family = family
     # precision is set before memory exists, so loading converts each checkpoint tensor once
     model = cast_model(model, dtype).to_empty(device="cpu")
     _check_keys(model, weights, config, source)
@@ -464,5 +556,5 @@ def build_model(state_dict: dict, source: str = "state_dict", dtype: torch.dtype
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:  # shape mismatches
         raise CheckpointError(f"{source} does not fit the inferred CLIP architecture {config}: {err}") from None
-    logger.debug("built CLIP from %s: %s", source, config)
+    logger.debug("built CLIP from %s: %s %s", source, config, options)
     return model.eval()

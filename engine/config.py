@@ -48,14 +48,18 @@ _C.DATALOADER.TEST.BATCH_SIZE = 32  # in dataset order
 _C.MODEL = CN()
 _C.MODEL.INIT_WEIGHTS = ""  # a checkpoint whose learnable tensors replace the initial ones
 _C.MODEL.BACKBONE = CN()
-_C.MODEL.BACKBONE.NAME = ""  # an OpenAI CLIP name (RN50, ViT-B/16, ...), downloaded into the cache
-_C.MODEL.BACKBONE.PATH = ""  # (ours) a local CLIP file used instead of downloading NAME
+# an OpenAI CLIP name (RN50, ViT-B/16, ...), downloaded into the cache; (ours) also openclip:ARCH/TAG,
+# openclip:hf-hub:ORG/REPO or hf:ORG/REPO[@REVISION] (OpenCLIP / Hugging Face checkpoints, see the README)
+_C.MODEL.BACKBONE.NAME = ""
+# (ours) a local CLIP file or folder used instead of downloading NAME; with an openclip:/hf: NAME, read that way
+_C.MODEL.BACKBONE.PATH = ""
 # (ours) stop the text tower at the last end-of-text token rather than running all 77 positions: attention is
 # causal and features are read at EOT, so the result is the same up to rounding; False = the official path
 _C.MODEL.TRIM_TEXT = True
 # (ours) before drawing the prompts, advance the random generator as the official code's CLIP construction did
 # (its weights are drawn at random, then overwritten by the checkpoint), so a seed gives the official initial
 # prompts; costs 1-2 s per start for ViT-B/16. False skips it: valid random prompts, not the official ones.
+# OpenCLIP and Hugging Face checkpoints are never replayed (no official run could load them).
 _C.MODEL.REPLAY_CLIP_INIT = True
 
 # ---------------------------------------------------------------- optimisation (stepped once per epoch)

@@ -29,6 +29,18 @@ def _save_weights(out_dir: Path, preset: str) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for the module: the models of the family tests are tiny, and on a busy machine a second
+    thread waiting for its share costs up to 100x the work itself."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """tests/fixtures: the golden outputs of the official code (read-only by convention)."""
@@ -51,6 +63,70 @@ def rn50_64px_path(tmp_path_factory) -> Path:
 def tiny_clip_path(tmp_path_factory) -> Path:
     """A tiny random ViT CLIP (2+2 blocks, widths 64, embed 32, 32 px) saved as a plain fp16 state_dict."""
     return _save_weights(tmp_path_factory.mktemp("tiny"), "toy")
+
+
+# Tiny random models of the other checkpoint families, built by the libraries themselves (no download). They use
+# the choices OpenAI's checkpoints do not have: exact GELU, two heads of width 32, MLP ratios 3 and 2, layer scale
+# (OpenCLIP); per-tower activations, 4 vision heads, MLP width 96 (Hugging Face).
+TINY_OPENCLIP = {"embed_dim": 32,
+                 "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32,
+                                "mlp_ratio": 3.0, "ls_init_value": 0.5},
+                 "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2,
+                              "mlp_ratio": 2.0, "ls_init_value": 0.5}}
+TINY_HF = {"projection_dim": 32,
+           "text_config": {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+                           "num_attention_heads": 2, "hidden_act": "gelu"},
+           "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                             "num_attention_heads": 4, "image_size": 32, "patch_size": 16, "hidden_act": "quick_gelu"}}
+
+
+def save_openclip(folder: Path, model_cfg: dict, seed: int = 0, preprocess_cfg: dict = None):
+    """A random ``open_clip.model.CLIP(**model_cfg)`` saved as OpenCLIP pushes models to the Hub (folder with
+    ``open_clip_config.json`` and ``open_clip_model.safetensors``); returns the library's model (eval mode)."""
+    import json
+
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = open_clip.model.CLIP(**model_cfg).eval()
+    with torch.no_grad():  # layer scales away from their constant init, so that a wrong reading shows
+        for name, param in model.named_parameters():
+            if name.endswith(".gamma"):
+                param.uniform_(0.5, 1.5)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    return model
+
+
+def save_hf(folder: Path, config: dict, seed: int = 0):
+    """A random transformers ``CLIPModel`` saved with ``save_pretrained``; returns the library's model (eval)."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(**config)).eval()
+    model.save_pretrained(str(folder))
+    return model
+
+
+@pytest.fixture(scope="session")
+def openclip_tiny_dir(tmp_path_factory) -> Path:
+    """A tiny random OpenCLIP ViT model (``TINY_OPENCLIP``) in OpenCLIP's Hub layout."""
+    folder = tmp_path_factory.mktemp("openclip_tiny")
+    save_openclip(folder, TINY_OPENCLIP)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hf_tiny_dir(tmp_path_factory) -> Path:
+    """A tiny random transformers CLIPModel (``TINY_HF``) as ``save_pretrained`` writes it."""
+    folder = tmp_path_factory.mktemp("hf_tiny")
+    save_hf(folder, TINY_HF)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -34,25 +34,42 @@ VisionPrompts = Tuple[Optional[torch.Tensor], Optional[Dict[int, Any]]]
 
 
 def load_clip(cfg) -> CLIP:
-    """Load the CLIP named by ``MODEL.BACKBONE.PATH`` (a local file) or ``MODEL.BACKBONE.NAME`` (downloaded).
+    """Load the CLIP named by ``MODEL.BACKBONE.NAME`` (downloaded) and/or ``MODEL.BACKBONE.PATH`` (a local file or
+    folder, used instead of downloading; an ``openclip:`` / ``hf:`` NAME then says how to read it).
 
     Returns an fp32 model in eval mode on the CPU; precision is applied later, in one place.
     """
-    source = cfg.MODEL.BACKBONE.PATH or cfg.MODEL.BACKBONE.NAME
-    if not source:
-        raise ValueError("No CLIP model given: set MODEL.BACKBONE.NAME (e.g. ViT-B/16) or MODEL.BACKBONE.PATH "
-                         "(a local checkpoint)")
-    logger.info("CLIP weights: %s", source)
-    model, _ = clip.load(source, device="cpu")
+    name, path = cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH
+    if not (name or path):
+        raise ValueError("No CLIP model given: set MODEL.BACKBONE.NAME (e.g. ViT-B/16, openclip:ViT-B-16/"
+                         "laion2b_s34b_b88k, hf:openai/clip-vit-base-patch16) or MODEL.BACKBONE.PATH (a local "
+                         "checkpoint)")
+    logger.info("CLIP weights: %s", " from ".join(s for s in (name, path) if s))
+    model, _ = clip.load(name, device="cpu", path=path or None)
     return model.eval()
 
 
 def check_input_size(cfg, clip_model: CLIP) -> None:
-    """The images must have the resolution the CLIP was trained at (its positional embedding is fixed)."""
+    """The images must have the resolution the CLIP was trained at (its positional embedding is fixed); a
+    normalisation or interpolation other than the checkpoint's own is allowed but logged with its fix."""
     expected = clip_model.visual.input_resolution
     if tuple(cfg.INPUT.SIZE) != (expected, expected):
         raise ValueError(f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but the CLIP model expects {expected}x{expected} "
                          f"images: set INPUT.SIZE ({expected}, {expected})")
+    own = clip_model.preprocess
+    if own is None:
+        return
+    fixes = [f"{key} '{list(value)}'" for key, value, ours in (("INPUT.PIXEL_MEAN", own.mean, cfg.INPUT.PIXEL_MEAN),
+                                                               ("INPUT.PIXEL_STD", own.std, cfg.INPUT.PIXEL_STD))
+             if list(value) != list(ours)]
+    if own.interpolation != cfg.INPUT.INTERPOLATION:
+        fixes.append(f"INPUT.INTERPOLATION {own.interpolation}")
+    if fixes:
+        logger.warning("This CLIP checkpoint's own image preprocessing differs from the config's: to use it, add %s",
+                       " ".join(fixes))
+    if own.resize_mode != "shortest":
+        logger.warning("This CLIP checkpoint resized images to %dx%d without keeping their aspect ratio (%s); the "
+                       "test transform here keeps it and centre-crops", expected, expected, own.resize_mode)
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -276,7 +293,13 @@ class PromptTrainer(TrainerBase):
         self.drawn: Dict[str, Any] = {}
         hooks = {point: (lambda draw=draw: self.drawn.update(draw()))
                  for point, draw in self.official_draws(clip_model).items()}
-        if self.cfg.MODEL.REPLAY_CLIP_INIT:
+        # The official code could only build OpenAI's CLIP: OpenCLIP / Hugging Face checkpoints have no official
+        # draws to replay, so their prompts are drawn at once (valid random prompts, reproducible per seed).
+        replay = self.cfg.MODEL.REPLAY_CLIP_INIT and clip_model.family == "openai"
+        if self.cfg.MODEL.REPLAY_CLIP_INIT and not replay:
+            logger.info("MODEL.REPLAY_CLIP_INIT: not replayed for a %s checkpoint (the official code loads OpenAI's "
+                        "only)", clip_model.family)
+        if replay:
             replay_openai_init(**clip_model.config, hooks=hooks)
         else:
             for hook in hooks.values():
