@@ -71,20 +71,21 @@ def clean_classnames(classnames: Iterable[str]) -> List[str]:
 def template_text_features(clip_model: CLIP, classnames: Iterable[str], templates: Sequence[str],
                            chunk: int = 256, normalize_each: bool = True) -> torch.Tensor:
     """Normalised class text features ``(C, E)`` of hand-written templates ("a photo of a {}."), averaged over
-    the templates and renormalised (one template: just its features). Classes are encoded ``chunk`` at a time.
-    ``normalize_each`` False averages the templates' unnormalised features instead (PromptSRC's ensemble)."""
+    the templates and renormalised (one template: just its features). ``normalize_each`` False averages the
+    templates' unnormalised features instead (PromptSRC's ensemble). The template x class prompts are encoded
+    ``chunk`` at a time, shortest first, so that each call runs only up to its longest prompt."""
     names = clean_classnames(classnames)
-    per_template = []
+    tokens = clip.tokenize([template.format(name) for template in templates for name in names]).long()  # (T*C, L)
+    order = tokens.argmax(dim=-1).argsort(stable=True)  # by EOT position
     with torch.no_grad():
-        for template in templates:
-            tokens = clip.tokenize([template.format(name) for name in names]).long()  # (C, L)
-            feats = torch.cat([clip_model.encode_text(t) for t in tokens.split(chunk)]).float()  # (C, E)
-            per_template.append(F.normalize(feats, dim=-1) if normalize_each else feats)
+        parts = [clip_model.encode_text(tokens[idx]).float() for idx in order.split(chunk)]
+    feats = torch.empty(len(tokens), parts[0].shape[-1]).index_copy_(0, order, torch.cat(parts))
+    per_template = feats.view(len(templates), len(names), -1)  # (T, C, E)
     if not normalize_each:
-        return F.normalize(torch.stack(per_template, dim=1).mean(dim=1), dim=-1)  # (C, T, E) -> (C, E)
-    if len(per_template) == 1:  # renormalising a unit vector would only add rounding
-        return per_template[0]
-    return F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)
+        return F.normalize(per_template.mean(dim=0), dim=-1)
+    if len(templates) == 1:  # renormalising a unit vector would only add rounding
+        return F.normalize(per_template[0], dim=-1)
+    return F.normalize(F.normalize(per_template, dim=-1).mean(dim=0), dim=-1)
 
 
 def image_features(clip_model: CLIP, image: torch.Tensor, shallow: Optional[torch.Tensor] = None,

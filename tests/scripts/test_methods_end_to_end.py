@@ -14,7 +14,8 @@ from tests.scripts.helpers import REPO, commands, run
 
 # scripts folder (+ variant argument) -> registered trainer
 METHODS = {"coop": "CoOp", "cocoop": "CoCoOp", "maple": "MaPLe", "vpt": "VPT", "ivlp": "IVLP",
-           "language": "IVLP", "mudpt": "MuDPT", "mudpt:UMuDPT": "UMuDPT", "mudpt:UUMuDPT": "UUMuDPT"}
+           "language": "IVLP", "mudpt": "MuDPT", "mudpt:UMuDPT": "UMuDPT", "mudpt:UUMuDPT": "UUMuDPT",
+           "promptsrc": "PromptSRC"}
 
 
 @pytest.fixture(scope="module")
