@@ -58,3 +58,17 @@ def test_new_classes_use_the_similarity_logits_alone(data_root, tmp_path, tiny_c
         torch.testing.assert_close(new.model_inference(images), new.model(images), atol=0, rtol=0)
     with pytest.raises(ValueError, match="no head to train"):
         new.before_train()
+
+
+def test_dept_over_maple_matches_official(fixtures_dir, data_root, vit_b16_32px_path, tmp_path):
+    """Over MaPLe, whose official code rounds its prompts to fp16: the fp16 tolerances, against the official run
+    and against it without the rounding (``nohalf_variant_``), as tests/trainers/test_maple.py."""
+    name = "ExtrasLinearProbeMaPLe"
+    fx = torch.load(fixtures_dir / "dept" / f"trainer_{name}.pt", map_location="cpu", weights_only=False)
+    trainer = _build(name, data_root, tmp_path / "out", vit_b16_32px_path)
+    assert trainer.get_model_names() == fx["registered_models"] == ["MultiModalPromptLearner"]
+    assert_official_init(trainer, fx)
+    groups = trainer._optims["MultiModalPromptLearner"].param_groups
+    named = {id(p): k for k, p in trainer.model.named_parameters()}
+    assert [[named[id(p)] for p in g["params"]] for g in groups] == [g["params"] for g in fx["optim_param_groups"]]
+    check_against_fixture(trainer, fx, variants=("nohalf_variant_", ""), logits_atol=5e-4, grad_rel=5e-3)
