@@ -6,7 +6,7 @@ features are the average over the 60 ImageNet templates of the plain CLIP's unno
 diversity" ensemble), for every dataset. The final model is the Gaussian-weighted average of the prompts of every
 epoch (GPA: ``PromptTrainer.epoch_weights`` and ``engine.hooks.EpochAverageHook``).
 
-Knowing deviations from the official code (README "Known deviations"): the frozen image features come from the
+Known deviations from the official code (README "Known deviations"): the frozen image features come from the
 frozen CLIP in the run's precision (the official teacher is always fp16 and, under PREC fp32, cannot run: see
 tests/fixtures/promptsrc/README.md); the average covers the learnable tensors only (the official one also averages
 the frozen weights, which then differ from CLIP's by rounding); prompts are not rounded to fp16 (as for IVLP).
