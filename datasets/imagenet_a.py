@@ -24,5 +24,10 @@ class ImageNetA(ClassFolderReader):
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
         self.image_dir = os.path.join(self.dataset_dir, self.subdir)
-        items = self.items_by_folder(self.image_dir, self.list_split(self.image_dir), self.load_classnames())
+        classnames, listing = self.load_classnames(), self.list_split(self.image_dir)
+        items = self.items_by_folder(self.image_dir, listing, classnames)
         self.train_x, self.val, self.test = items, None, items
+        # the ImageNet class of each label (its line in the 1,000-line classnames.txt): restricts a classifier over
+        # ImageNet's classes to these (DePT's head)
+        line = {folder: i for i, folder in enumerate(classnames)}
+        self.imagenet_labels = [line[folder] for folder in sorted(listing)]

@@ -10,13 +10,16 @@
 Default order (``default_hooks``), which matters inside ``after_epoch``:
 
 1. :class:`LRStepHook`      -- steps every scheduler once (the LR of the NEXT epoch is in place)
+   (:class:`EpochAverageHook`, when a trainer adds it: the per-epoch average of the learnable tensors, which
+   replaces them after the last epoch, before the final checkpoint and test)
 2. :class:`BestValHook`     -- ``TEST.FINAL_MODEL best_val``: test on val, save ``model-best.pth.tar``
 3. :class:`CheckpointHook`  -- after every epoch (older ones removed unless ``TRAIN.CHECKPOINT_FREQ`` keeps them)
 4. :class:`MetricsHook`     -- per-batch log line + TensorBoard scalars (``<output>/tensorboard``)
 5. :class:`FinalEvalHook`   -- after training: ``Finished training``, deploy the final model, test
 
 Checkpoints are written after the LR step, so a resumed run continues with exactly the schedule an
-uninterrupted run would have used.
+uninterrupted run would have used. A hook whose :meth:`HookBase.state_dict` is not empty has that state saved in
+every checkpoint and restored on resume (``TrainerBase.save_model`` / ``resume_model_if_exist``).
 """
 from __future__ import annotations
 
@@ -24,7 +27,10 @@ import datetime
 import logging
 import math
 import os
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +59,75 @@ class HookBase:
     def close(self) -> None:
         pass
 
+    def state_dict(self) -> Dict[str, Any]:
+        """What a resumed run needs to continue this hook (tensors and plain types; empty = nothing)."""
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
 
 class LRStepHook(HookBase):
     """Steps the LR schedulers once per epoch, after the epoch's last batch."""
 
     def after_epoch(self) -> None:
         self.trainer.update_lr()
+
+
+def gaussian_epoch_weights(n_epochs: int, mean: float, std: float) -> List[float]:
+    """Normal-density weights of the 1-based epochs ``1..n_epochs`` (mean and std in epochs), normalised to sum
+    to 1. Computed in float64 with numpy, in the order PromptSRC's code computes them, so the weights are its."""
+    density = [(1 / (std * np.sqrt(2 * np.pi))) * np.exp(-0.5 * ((e - mean) / std) ** 2)
+               for e in range(1, n_epochs + 1)]
+    total = sum(density)
+    return [float(d / total) for d in density]
+
+
+class EpochAverageHook(HookBase):
+    """A weighted average over epochs of every registered model's learnable tensors, which becomes the final
+    model (PromptSRC's Gaussian prompt aggregation; any trainer may use it).
+
+    After each epoch ``e`` (0-based) the tensors are added with ``weights[e]`` to a running sum; after the last
+    epoch the sum replaces them, so the last checkpoint and the final test hold the average. The running sum is
+    in every checkpoint (:meth:`state_dict`), so a run killed and resumed ends with the same average, bitwise.
+
+    Args:
+        weights: one weight per epoch (``len(weights)`` epochs; normally summing to 1).
+    """
+
+    def __init__(self, weights: Sequence[float]) -> None:
+        self.weights = [float(w) for w in weights]
+        self.sums: Dict[str, Dict[str, torch.Tensor]] = {}
+
+    def _learnable(self):
+        for name, model in self.trainer._models.items():
+            for key, param in model.named_parameters():
+                if param.requires_grad:
+                    yield name, key, param
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        if t.epoch >= len(self.weights):
+            raise ValueError(f"epoch {t.epoch + 1} has no averaging weight (weights for {len(self.weights)} epochs)")
+        weight = self.weights[t.epoch]
+        with torch.no_grad():
+            for name, key, param in self._learnable():
+                term = param.detach() * weight
+                sums = self.sums.setdefault(name, {})
+                sums[key] = sums[key].to(term.device) + term if key in sums else term
+            if t.epoch + 1 == len(self.weights):
+                logger.info("The final model is the weighted average of the %d epochs", len(self.weights))
+                for name, key, param in self._learnable():
+                    param.copy_(self.sums[name][key])
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"weights": list(self.weights), "sums": self.sums}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if list(state["weights"]) != self.weights:
+            raise ValueError(f"the checkpoint's epoch weights {state['weights']} differ from this run's "
+                             f"{self.weights}: it was trained with another schedule")
+        self.sums = {name: dict(sums) for name, sums in state["sums"].items()}
 
 
 class BestValHook(HookBase):

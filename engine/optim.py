@@ -25,26 +25,34 @@ SCHEDULERS = ("single_step", "cosine")
 WARMUP_TYPES = ("constant", "linear")
 
 
-def build_optimizer(model: Union[nn.Module, Iterable[nn.Parameter]], optim_cfg) -> torch.optim.Optimizer:
+ParamGroups = List[Dict[str, Any]]
+
+
+def build_optimizer(model: Union[nn.Module, Iterable[nn.Parameter], ParamGroups], optim_cfg) -> torch.optim.Optimizer:
     """The optimizer ``OPTIM.NAME`` over the parameters of ``model`` that require a gradient.
 
     Args:
-        model: a module or an iterable of parameters. Frozen parameters are left out: they never get a gradient,
-            so the updates equal those of the official optimizer built over every parameter.
+        model: a module, an iterable of parameters, or parameter groups (``[{"params": [...], "lr": ...}, ...]``,
+            torch's format: a group without ``"lr"`` runs at ``OPTIM.LR``; what the group says is kept). Frozen
+            parameters are left out: they never get a gradient, so the updates equal those of the official
+            optimizer built over every parameter. Groups left empty are dropped.
         optim_cfg: the ``cfg.OPTIM`` node (NAME, LR, WEIGHT_DECAY, MOMENTUM, SGD_DAMPNING, SGD_NESTEROV,
             ADAM_BETA1/2).
     """
     name, lr, wd = optim_cfg.NAME, optim_cfg.LR, optim_cfg.WEIGHT_DECAY
     if name not in OPTIMIZERS:
         raise ValueError(f"OPTIM.NAME must be one of {list(OPTIMIZERS)}, got {name!r}")
-    params = [p for p in (model.parameters() if isinstance(model, nn.Module) else model) if p.requires_grad]
-    if not params:
+    items = list(model.parameters() if isinstance(model, nn.Module) else model)
+    groups = items if items and isinstance(items[0], dict) else [{"params": items}]
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
         raise ValueError("build_optimizer: the model has no parameter with requires_grad=True")
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
+        return torch.optim.SGD(groups, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
                                dampening=optim_cfg.SGD_DAMPNING, nesterov=optim_cfg.SGD_NESTEROV)
     adam = torch.optim.AdamW if name == "adamw" else torch.optim.Adam  # AdamW: decoupled weight decay
-    return adam(params, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2))
+    return adam(groups, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2))
 
 
 class WarmupScheduler:

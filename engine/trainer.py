@@ -163,8 +163,24 @@ class TrainerBase:
                      "scheduler": None if sched is None else sched.state_dict(),
                      "val_result": val_result, "rng_state": get_rng_state(),
                      "precision": self.precision.state_dict()}
+            hook_states = self.hook_states()
+            if hook_states:
+                state["hooks"] = hook_states
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name,
                             update_pointer=not model_name)
+
+    def hook_states(self) -> Dict[str, Dict[str, Any]]:
+        """``{hook class name: state}`` of the hooks that have a state to resume (see ``HookBase.state_dict``)."""
+        return {type(h).__name__: h.state_dict() for h in self._hooks if h.state_dict()}
+
+    def load_hook_states(self, states: Dict[str, Dict[str, Any]], path: str) -> None:
+        """Give each hook its state from a checkpoint; a hook with a state the file lacks cannot resume."""
+        for h in self._hooks:
+            name = type(h).__name__
+            if name in states:
+                h.load_state_dict(states[name])
+            elif h.state_dict():
+                raise ValueError(f"{path} holds no state of {name}, which this run needs to continue")
 
     def remove_epoch_files(self, epoch: int, directory: str) -> None:
         """Delete ``model.pth.tar-<epoch>`` of every registered model (the pointer names a later file)."""
@@ -210,6 +226,7 @@ class TrainerBase:
             self.precision.load_state_dict(ckpt.get("precision") or {})
             if ckpt.get("rng_state"):
                 set_rng_state(ckpt["rng_state"])
+            self.load_hook_states(ckpt.get("hooks") or {}, path)
             start_epoch = int(ckpt["epoch"])
             logger.info("Restored %s: %d epoch(s) done", path, start_epoch)
         return start_epoch

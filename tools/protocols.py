@@ -34,6 +34,9 @@ METHODS = {
     "UMuDPT": ("UMuDPT", *["vit_b16_bz4_ep5_nctx2_depth9"] * 3),
     "UUMuDPT": ("UUMuDPT", *["vit_b16_bz4_ep10_nctx4_depth9"] * 3),
     "mmrl": ("MMRL", "vit_b16", "vit_b16_cross_datasets", "vit_b16_few_shot"),
+    # PromptSRC: its xd scripts name a missing ep5 file; the shipped ep20 cross-dataset file (their --load-epoch 20)
+    "promptsrc": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
+                  "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"),
     "zsclip": ("ZeroshotCLIP",),  # its CFG names a CoOp config (the backbone)
 }
 # Methods whose scripts name another config for ImageNet, per kind (base-to-novel, cross-dataset, few-shot).
@@ -48,7 +51,7 @@ PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", 
              "reproduce_xd": "DATASET SEED WEIGHTSPATH", "few_shot": "DATASET SEED [SHOTS...]"}
 # scripts/ folder -> its scripts and their arguments (the official ones)
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
-           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl")},
+           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl", "promptsrc")},
            "zsclip": {"zeroshot": "DATASET CFG"}}
 # the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "

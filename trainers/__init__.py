@@ -5,3 +5,5 @@ from . import ivlp, vpt  # noqa: F401
 from . import maple  # noqa: F401
 from . import mudpt  # noqa: F401
 from . import mmrl  # noqa: F401
+from . import promptsrc  # noqa: F401
+from . import dept  # noqa: F401

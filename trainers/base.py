@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from clip import clip
 from clip.model import CLIP, cast_model
 from engine.checkpoint import load_checkpoint, load_learnable
+from engine.hooks import EpochAverageHook, HookBase, LRStepHook
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.trainer import TrainerBase
 
@@ -85,26 +86,31 @@ def clean_classnames(classnames: Iterable[str]) -> List[str]:
 
 
 def template_text_features(clip_model: CLIP, classnames: Iterable[str], templates: Sequence[str],
-                           chunk: int = 256) -> torch.Tensor:
+                           chunk: int = 256, normalize_each: bool = True) -> torch.Tensor:
     """Normalised class text features ``(C, E)`` of hand-written templates ("a photo of a {}."), averaged over
-    the templates and renormalised (one template: just its features). Classes are encoded ``chunk`` at a time."""
+    the templates and renormalised (one template: just its features). ``normalize_each`` False averages the
+    templates' unnormalised features instead (PromptSRC's ensemble). The template x class prompts are encoded
+    ``chunk`` at a time, shortest first, so that each call runs only up to its longest prompt."""
     names = clean_classnames(classnames)
-    per_template = []
+    tokens = clip.tokenize([template.format(name) for template in templates for name in names]).long()  # (T*C, L)
+    order = tokens.argmax(dim=-1).argsort(stable=True)  # by EOT position
     with torch.no_grad():
-        for template in templates:
-            tokens = clip.tokenize([template.format(name) for name in names]).long()  # (C, L)
-            feats = torch.cat([clip_model.encode_text(t) for t in tokens.split(chunk)]).float()  # (C, E)
-            per_template.append(F.normalize(feats, dim=-1))
-    if len(per_template) == 1:  # renormalising a unit vector would only add rounding
-        return per_template[0]
-    return F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)
+        parts = [clip_model.encode_text(tokens[idx]).float() for idx in order.split(chunk)]
+    feats = torch.empty(len(tokens), parts[0].shape[-1]).index_copy_(0, order, torch.cat(parts))
+    per_template = feats.view(len(templates), len(names), -1)  # (T, C, E)
+    if not normalize_each:
+        return F.normalize(per_template.mean(dim=0), dim=-1)
+    if len(templates) == 1:  # renormalising a unit vector would only add rounding
+        return F.normalize(per_template[0], dim=-1)
+    return F.normalize(F.normalize(per_template, dim=-1).mean(dim=0), dim=-1)
 
 
 def image_features(clip_model: CLIP, image: torch.Tensor, shallow: Optional[torch.Tensor] = None,
-                   deep: Optional[Dict[int, Any]] = None) -> torch.Tensor:
-    """Normalised fp32 image features ``(B, E)`` of ``image`` ``(B, 3, H, W)``, with optional vision prompts."""
-    feats = clip_model.encode_image(image.to(clip_model.dtype), shallow=shallow, deep=deep)  # (B, E)
-    return F.normalize(feats.float(), dim=-1)
+                   deep: Optional[Dict[int, Any]] = None, normalize: bool = True) -> torch.Tensor:
+    """Normalised (``normalize`` False: raw) fp32 image features ``(B, E)`` of ``image`` ``(B, 3, H, W)``, with
+    optional vision prompts."""
+    feats = clip_model.encode_image(image.to(clip_model.dtype), shallow=shallow, deep=deep).float()  # (B, E)
+    return F.normalize(feats, dim=-1) if normalize else feats
 
 
 class PromptLearnerBase(nn.Module):
@@ -137,6 +143,8 @@ class PromptedOutput:
     frozen_text_features: Optional[torch.Tensor] = None  # (C, E) hand-written templates, when the trainer asks
     # further heads of methods with more than one (e.g. MMRL's class-token and representation logits, (B, C))
     extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+    image_features_raw: Optional[torch.Tensor] = None  # (B, E) before normalisation
+    text_features_raw: Optional[torch.Tensor] = None  # like text_features, before normalisation (``keep_raw``)
 
     @property
     def frozen_logits(self) -> torch.Tensor:
@@ -152,7 +160,8 @@ class PromptedCLIP(nn.Module):
     last EOT (equal results, see ``CLIP.encode_text``); False = the official full 77-token path. ``batched``
     (image-conditional learners): one text-tower call over all B * C prompts; False = one call per image (the
     official loop: lower peak memory, B times more calls). ``frozen_text_features`` ``(C, E)``: the hand-written
-    class text features :meth:`outputs` returns when asked for the frozen model's features.
+    class text features :meth:`outputs` returns when asked for the frozen model's features. ``keep_raw``: outputs
+    also carry the class text features before normalisation (a head over the raw features, DePT's).
     """
 
     def __init__(self, clip_model: CLIP, prompt_learner: PromptLearnerBase, trim_text: bool = True,
@@ -162,8 +171,9 @@ class PromptedCLIP(nn.Module):
         self.prompt_learner = prompt_learner
         self.trim_text = trim_text
         self.batched = batched
+        self.keep_raw = False
         self.register_buffer("frozen_text_features", None, persistent=False)
-        self._text_cache: Optional[Dict[str, Optional[torch.Tensor]]] = None
+        self._text_cache: Optional[Dict[bool, torch.Tensor]] = None
 
     @contextmanager
     def cached_text(self, enabled: bool = True) -> Iterator[None]:
@@ -172,49 +182,52 @@ class PromptedCLIP(nn.Module):
         For evaluation only: the learnable tensors must not change inside (the cache is dropped on exit).
         """
         use = enabled and not self.prompt_learner.image_conditional
-        self._text_cache = {"features": None} if use else None
+        self._text_cache = {} if use else None
         try:
             yield
         finally:
             self._text_cache = None
 
-    def image_features(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalised image features ``(B, E)``."""
-        return image_features(self.clip, image, *self.prompt_learner.vision_prompts())
+    def image_features(self, image: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Normalised (``normalize`` False: raw) image features ``(B, E)``."""
+        return image_features(self.clip, image, *self.prompt_learner.vision_prompts(), normalize=normalize)
 
-    def compute_text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Normalised class text features ``(C, E)`` (``(B*C, E)`` for image-conditional learners)."""
+    def compute_text_features(self, image_features: Optional[torch.Tensor] = None,
+                              normalize: bool = True) -> torch.Tensor:
+        """Normalised (or raw) class text features ``(C, E)`` (``(B*C, E)`` for image-conditional learners)."""
         inputs = self.prompt_learner.text_inputs(image_features)
-        feats = self.clip.encode_text(**inputs, trim=self.trim_text)  # (C, E)
-        return F.normalize(feats.float(), dim=-1)
+        feats = self.clip.encode_text(**inputs, trim=self.trim_text).float()  # (C, E)
+        return F.normalize(feats, dim=-1) if normalize else feats
 
-    def text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def text_features(self, image_features: Optional[torch.Tensor] = None, normalize: bool = True) -> torch.Tensor:
         """Class text features, from the evaluation cache when one is active (see :meth:`cached_text`)."""
         cache = self._text_cache
         if cache is None:
-            return self.compute_text_features(image_features)
-        if cache["features"] is None:
-            cache["features"] = self.compute_text_features(image_features)
-        return cache["features"]
+            return self.compute_text_features(image_features, normalize)
+        if normalize not in cache:
+            cache[normalize] = self.compute_text_features(image_features, normalize)
+        return cache[normalize]
 
-    def class_text_features(self, img: torch.Tensor) -> torch.Tensor:
+    def class_text_features(self, img: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Class text features for images with features ``img`` ``(B, E)``: ``(C, E)``, or ``(B, C, E)``."""
         if not self.prompt_learner.image_conditional:
-            return self.text_features(img)  # (C, E)
+            return self.text_features(img, normalize)  # (C, E)
         if self.batched:
-            return self.text_features(img).view(img.shape[0], -1, img.shape[1])  # (B, C, E)
-        return torch.stack([self.text_features(img[i:i + 1]) for i in range(img.shape[0])])  # (B, C, E)
+            return self.text_features(img, normalize).view(img.shape[0], -1, img.shape[1])  # (B, C, E)
+        return torch.stack([self.text_features(img[i:i + 1], normalize) for i in range(img.shape[0])])  # (B, C, E)
 
     def outputs(self, image: torch.Tensor, frozen: bool = False) -> PromptedOutput:
         """Logits and features of ``image`` ``(B, 3, H, W)``; ``frozen`` adds the plain CLIP's (no gradient)."""
-        img = self.image_features(image)  # (B, E)
-        txt = self.class_text_features(img)  # (C, E) or (B, C, E)
+        raw_img = self.image_features(image, normalize=False)  # (B, E)
+        img = F.normalize(raw_img, dim=-1)
+        raw_txt = self.class_text_features(img, normalize=False) if self.keep_raw else None
+        txt = self.class_text_features(img) if raw_txt is None else F.normalize(raw_txt, dim=-1)  # (C, E) / (B, C, E)
         scale = self.clip.logit_scale.exp().float()
         if txt.dim() == 2:
             logits = scale * img @ txt.t()  # (B, C)
         else:
             logits = scale * torch.einsum("be,bce->bc", img, txt)  # (B, C)
-        out = PromptedOutput(logits, img, txt, scale)
+        out = PromptedOutput(logits, img, txt, scale, image_features_raw=raw_img, text_features_raw=raw_txt)
         return self.add_frozen(out, image) if frozen else out
 
     def add_frozen(self, out: PromptedOutput, image: torch.Tensor) -> PromptedOutput:
@@ -250,6 +263,9 @@ class PromptTrainer(TrainerBase):
     # True: model outputs also carry the plain CLIP's image features and hand-written class text features
     # (:meth:`frozen_templates`), for losses that compare with zero-shot CLIP.
     FROZEN_FEATURES: bool = False
+    # How those features combine several templates: the mean of the unit vectors, renormalised (CLIP's ensemble),
+    # or with True the mean of the unnormalised features (PromptSRC's)
+    FROZEN_TEXT_RAW_MEAN: bool = False
     LOG_ACCURACY: bool = False  # also log the training accuracy (as the official CoOp's lines do; the others' not)
     # Official whole-model files also hold the frozen CLIP and the learner's word-embedding buffers: loading
     # ignores these keys (see checkpoint_ignore_prefixes).
@@ -281,6 +297,25 @@ class PromptTrainer(TrainerBase):
         """Hand-written templates of the frozen class text features (default: zero-shot CLIP's for the dataset)."""
         return [template_for(self.cfg.DATASET.NAME)]
 
+    def param_groups(self, registered: nn.Module) -> List[Dict[str, Any]]:
+        """The optimizer's parameter groups over the registered module (torch's format; a group without ``"lr"``
+        runs at ``OPTIM.LR``, and every group follows the LR schedule in proportion). Default: one group of
+        every learnable tensor. A method whose parts learn at different rates (DePT's head) overrides this."""
+        return [{"params": [p for p in registered.parameters() if p.requires_grad]}]
+
+    def epoch_weights(self) -> Optional[List[float]]:
+        """Per-epoch weights of an average of the learnable tensors that becomes the final model (PromptSRC's
+        Gaussian prompt aggregation, see ``engine.hooks.EpochAverageHook``); None (default): the last epoch's."""
+        return None
+
+    def build_hooks(self) -> List[HookBase]:
+        hooks = super().build_hooks()
+        weights = self.epoch_weights()
+        if weights is not None:  # right after the LR step, before the checkpoint and the final test
+            at = next(i for i, h in enumerate(hooks) if isinstance(h, LRStepHook)) + 1
+            hooks.insert(at, EpochAverageHook(weights))
+        return hooks
+
     def official_draws(self, clip_model: CLIP) -> Dict[str, Callable[[], Dict[str, Any]]]:
         """What the official code of this method drew inside CLIP's constructor (VPT/IVLP/MuDPT built prompts
         into CLIP), by construction point of trainers/replay.py in construction order: each function draws and
@@ -305,6 +340,12 @@ class PromptTrainer(TrainerBase):
             for hook in hooks.values():
                 hook()
 
+    def replay_clip_construction(self, clip_model: CLIP) -> None:
+        """Advance the generator as one more construction of OpenAI's CLIP does: for official code that built a
+        second CLIP (a teacher, the anchors' encoder) before drawing more (skipped with REPLAY_CLIP_INIT False)."""
+        if self.cfg.MODEL.REPLAY_CLIP_INIT:
+            replay_openai_init(**clip_model.config)
+
     def build_model(self) -> None:
         prec = self.method_cfg.PREC
         if prec not in self.PRECISIONS:
@@ -317,18 +358,19 @@ class PromptTrainer(TrainerBase):
         learner = self.build_learner(clip_model, classnames)
         self.model = self.build_wrapper(clip_model, learner)
         if self.FROZEN_FEATURES:  # computed once, with the fp32 CLIP (as VPT's fixed text features)
-            feats = template_text_features(clip_model, classnames, self.frozen_templates())  # (C, E)
+            feats = template_text_features(clip_model, classnames, self.frozen_templates(),
+                                           normalize_each=not self.FROZEN_TEXT_RAW_MEAN)  # (C, E)
             self.model.frozen_text_features = feats.to(self.device)
         if self.cfg.MODEL.INIT_WEIGHTS:
             self.load_init_weights(self.cfg.MODEL.INIT_WEIGHTS)
         self.precision = self.build_precision(prec)
         # The frozen towers may run in low precision (OpenAI's mixed fp16 layout); learnable tensors stay fp32.
         cast_model(clip_model.to(self.device), self.precision.frozen_dtype)
-        learner.to(self.device)
+        self.model.to(self.device)  # the learner, and any module a method added to the wrapper
         registered = self.model if self.REGISTER_WHOLE_MODEL else learner
         n_learn = sum(p.numel() for p in registered.parameters() if p.requires_grad)
         logger.info("Learnable parameters: %d (%s)", n_learn, self.REGISTERED_NAME)
-        optim = build_optimizer(registered, self.cfg.OPTIM)
+        optim = build_optimizer(self.param_groups(registered), self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)
         self.register_model(self.REGISTERED_NAME, registered, optim, sched)
 
@@ -381,7 +423,12 @@ class PromptTrainer(TrainerBase):
         Every entry is logged. A method with extra terms adds them here, e.g.
         ``losses = super().compute_loss(output, labels); losses["loss"] = losses["loss"] + w * extra``.
         """
-        return {"loss": F.cross_entropy(output.logits.float(), labels)}
+        return {"loss": self.classification_loss(output, labels)}
+
+    def classification_loss(self, output: PromptedOutput, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of the class predictions, to which :meth:`compute_loss` adds a method's own terms (default:
+        cross-entropy of the logits). A plug-in head (DePT) replaces it and keeps the method's terms."""
+        return F.cross_entropy(output.logits.float(), labels)
 
     def optimizer_step(self, losses: Dict[str, torch.Tensor]) -> None:
         """Backward and optimiser step from the named losses (default: ``losses["loss"]``).

@@ -88,24 +88,36 @@ class IVLPPromptLearner(DeepVisionLearner):
 
     def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx_text: int, ctx_init: str, depth_text: int,
                  n_ctx_vision: int, depth_vision: int, drawn: Optional[Mapping[str, Any]] = None,
-                 draw_dtype: torch.dtype = torch.float32) -> None:
+                 draw_dtype: torch.dtype = torch.float32, key: str = "TRAINER.IVLP") -> None:
         super().__init__()
         if depth_text < 1 or n_ctx_text < 1:
             raise ValueError(f"IVLP needs text prompts (PROMPT_DEPTH_TEXT {depth_text}, N_CTX_TEXT {n_ctx_text} "
                              f"must both be >= 1); use the VPT trainer to prompt only the image tower")
-        depth_text = prompt_depth(depth_text, len(clip_model.transformer.resblocks), "TRAINER.IVLP.PROMPT_DEPTH_TEXT")
-        ctx, phrase = init_context(clip_model, n_ctx_text, ctx_init, SHORT_PHRASE, "TRAINER.IVLP", dtype=draw_dtype)
+        depth_text = prompt_depth(depth_text, len(clip_model.transformer.resblocks), f"{key}.PROMPT_DEPTH_TEXT")
+        ctx, phrase = init_context(clip_model, n_ctx_text, ctx_init, SHORT_PHRASE, key, dtype=draw_dtype)
         self.ctx = nn.Parameter(ctx)
         self.text_deep = deep_levels(drawn, "text_deep", depth_text - 1, n_ctx_text, clip_model.text_width)
         names = clean_classnames(classnames)
         self.register_buffer("tokens", clip.tokenize([f"{phrase} {name}." for name in names]).long(),
                              persistent=False)  # (C, L)
-        self._init_vision(clip_model, n_ctx_vision, depth_vision, "TRAINER.IVLP.PROMPT_DEPTH_VISION", drawn)
+        self._init_vision(clip_model, n_ctx_vision, depth_vision, f"{key}.PROMPT_DEPTH_VISION", drawn)
         vision = 0 if self.vision_shallow is None else len(self.vision_deep) + 1
         logger.info("IVLP: text prompts at depth %d, vision prompts at depth %d", depth_text, vision)
 
     def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
         return {"text": self.tokens, "shallow": self.ctx, "deep": deep_by_block(self.text_deep)}
+
+
+def prompt_config(n_ctx: int) -> CN:
+    """The config keys of independent deep text and vision prompts (IVLP, PromptSRC) with their defaults."""
+    node = CN()
+    node.N_CTX_VISION = n_ctx  # learned tokens per prompted image-tower layer
+    node.N_CTX_TEXT = n_ctx  # learned tokens per prompted text-tower layer
+    node.CTX_INIT = "a photo of a"  # start of the text tokens, read only for N_CTX_TEXT <= 4
+    node.PREC = "fp16"  # fp16 | fp32 | amp | bf16
+    node.PROMPT_DEPTH_VISION = 9  # prompted input + blocks 1..d-1; 0 = plain image tower
+    node.PROMPT_DEPTH_TEXT = 9  # >= 1, counted as for the image tower
+    return node
 
 
 class OfficialKeysTrainer(PromptTrainer):
@@ -125,13 +137,7 @@ class IVLP(OfficialKeysTrainer):
 
     @classmethod
     def add_config(cls, cfg) -> None:
-        cfg.TRAINER.IVLP = CN()
-        cfg.TRAINER.IVLP.N_CTX_VISION = 2  # learned tokens per prompted image-tower layer
-        cfg.TRAINER.IVLP.N_CTX_TEXT = 2  # learned tokens per prompted text-tower layer
-        cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"  # start of the text tokens, read only for N_CTX_TEXT <= 4
-        cfg.TRAINER.IVLP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
-        cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9  # prompted input + blocks 1..d-1; 0 = plain image tower
-        cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9  # >= 1, counted as for the image tower
+        cfg.TRAINER.IVLP = prompt_config(n_ctx=2)
 
     def official_draws(self, clip_model: CLIP) -> Dict[str, Callable[[], Dict[str, Any]]]:
         c = self.method_cfg
@@ -141,4 +147,5 @@ class IVLP(OfficialKeysTrainer):
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> IVLPPromptLearner:
         c = self.method_cfg
         return IVLPPromptLearner(clip_model, classnames, c.N_CTX_TEXT, c.CTX_INIT, c.PROMPT_DEPTH_TEXT,
-                                 c.N_CTX_VISION, c.PROMPT_DEPTH_VISION, self.drawn, self.draw_dtype)
+                                 c.N_CTX_VISION, c.PROMPT_DEPTH_VISION, self.drawn, self.draw_dtype,
+                                 f"TRAINER.{self.CFG_NODE}")

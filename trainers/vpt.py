@@ -47,9 +47,10 @@ class VPTPromptLearner(DeepVisionLearner):
 
 
 class FixedTextCLIP(PromptedCLIP):
-    """PromptedCLIP whose class text features are the learner's stored (normalised) ``text_features``."""
+    """PromptedCLIP whose class text features are the learner's stored (normalised) ``text_features``, the only
+    ones it has (also when raw features are asked for)."""
 
-    def text_features(self, image_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def text_features(self, image_features: Optional[torch.Tensor] = None, normalize: bool = True) -> torch.Tensor:
         return self.prompt_learner.text_features  # (C, E)
 
 

@@ -14,7 +14,8 @@ from tests.scripts.helpers import REPO, commands, run
 
 # scripts folder (+ variant argument) -> registered trainer
 METHODS = {"coop": "CoOp", "cocoop": "CoCoOp", "maple": "MaPLe", "vpt": "VPT", "ivlp": "IVLP",
-           "language": "IVLP", "mudpt": "MuDPT", "mudpt:UMuDPT": "UMuDPT", "mudpt:UUMuDPT": "UUMuDPT", "mmrl": "MMRL"}
+           "language": "IVLP", "mudpt": "MuDPT", "mudpt:UMuDPT": "UMuDPT", "mudpt:UUMuDPT": "UUMuDPT", "mmrl": "MMRL",
+           "promptsrc": "PromptSRC"}
 TINY_OPTS = {"mmrl": " TRAINER.MMRL.REP_LAYERS [1,2]"}  # the official layers 6..12 are past the tiny CLIP's 2 blocks
 
 

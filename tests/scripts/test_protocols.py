@@ -23,6 +23,8 @@ METHODS = {
                  "vit_b16_c2_ep5_batch4_4ctx_language_only", "5", "vit_b16_c2_ep5_batch4_4ctx_language_only_few_shot"),
     "mudpt": ("MuDPT", "vit_b16_bz4_ep10_nctx4_depth9", "10", "vit_b16_bz4_ep5_nctx2_depth9", "5",
               "vit_b16_bz4_ep10_nctx4_depth9"),
+    "promptsrc": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", "20", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
+                  "20", "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"),
 }
 PROTOCOLS = ["base2new_train", "base2new_test", "xd_train", "xd_test", "reproduce", "reproduce_xd", "few_shot"]
 
@@ -132,7 +134,7 @@ def test_overrides_cfg_shots_loadep_and_src(tmp_path):
     ("maple/base2new_test.sh", ["dtd", "1", "2"], "/maple/base2new_test.sh DATASET SEED\n"),
     ("mudpt/xd_test.sh", ["dtd", "1", "XMuDPT"], "DATASET SEED [MuDPT|UMuDPT|UUMuDPT]"),
     ("run_all.sh", ["zsclip", "base2new"],
-     "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt mmrl)\n"),
+     "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt mmrl promptsrc)\n"),
     ("run_all.sh", ["maple", "cross"], "unknown protocol 'cross' (choices: base2new xd dg few_shot)"),
     ("run_all.sh", ["maple"], "/run_all.sh METHOD PROTOCOL\n"),
     ("run.sh", ["zsclip", "base2new_train", "dtd", "1"],

@@ -102,14 +102,14 @@ def check_against_fixture(trainer, fx, variants: Sequence[str] = ("",), logits_a
 
 
 def check_official_run(argv: List[str], run_dir: Path, subsample: str, data_root: Path, out: Path,
-                       logits_atol: Optional[float] = None):
-    """An official-format checkpoint in ``run_dir`` (epoch 2), evaluated on the ``subsample`` classes, reproduces
+                       logits_atol: Optional[float] = None, epoch: int = 2):
+    """An official-format checkpoint in ``run_dir`` (of ``epoch``), evaluated on the ``subsample`` classes, reproduces
     the recorded accuracy, macro-F1 and per-image predictions of ``run_dir/eval_results.json``."""
     recorded = json.loads((run_dir / "eval_results.json").read_text())[f"test{subsample}"]
     argv = list(argv)
     argv[argv.index("DATASET.SUBSAMPLE_CLASSES") + 1] = subsample
     trainer = build([*argv, "TEST.SAVE_PREDICTIONS", "True"])
-    trainer.load_model(str(run_dir), epoch=2)
+    trainer.load_model(str(run_dir), epoch=epoch)
     result = trainer.test()
     assert abs(result["accuracy"] - recorded["results"][0]["accuracy"]) < 1e-6
     assert abs(result["macro_f1"] - recorded["results"][0]["macro_f1"]) < 1e-6

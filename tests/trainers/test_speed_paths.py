@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import trainers  # noqa: F401  (fills the registry)
 from engine import TRAINER_REGISTRY
@@ -23,7 +22,8 @@ def _straightforward(model, on: bool) -> None:
 
 def _loss_and_grads(trainer, images, labels):
     trainer.model.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(trainer.model(images), labels)
+    # the trainer's own training loss (all of a method's terms, a plug-in head's too)
+    loss = trainer.compute_loss(trainer.model.outputs(images, frozen=trainer.FROZEN_FEATURES), labels)["loss"]
     loss.backward()
     grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     return loss.item(), grads
