@@ -32,7 +32,7 @@ def build_optimizer(model: Union[nn.Module, Iterable[nn.Parameter]], optim_cfg) 
         model: a module or an iterable of parameters. Frozen parameters are left out: they never get a gradient,
             so the updates equal those of the official optimizer built over every parameter.
         optim_cfg: the ``cfg.OPTIM`` node (NAME, LR, WEIGHT_DECAY, MOMENTUM, SGD_DAMPNING, SGD_NESTEROV,
-            ADAM_BETA1/2).
+            ADAM_BETA1/2, ADAM_EPS).
     """
     name, lr, wd = optim_cfg.NAME, optim_cfg.LR, optim_cfg.WEIGHT_DECAY
     if name not in OPTIMIZERS:
@@ -43,7 +43,8 @@ def build_optimizer(model: Union[nn.Module, Iterable[nn.Parameter]], optim_cfg) 
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
                                dampening=optim_cfg.SGD_DAMPNING, nesterov=optim_cfg.SGD_NESTEROV)
-    return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2))
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2),
+                            eps=optim_cfg.ADAM_EPS)
 
 
 class WarmupScheduler:

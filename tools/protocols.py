@@ -36,14 +36,17 @@ METHODS = {
     "UMuDPT": ("UMuDPT", *["vit_b16_bz4_ep5_nctx2_depth9"] * 3),
     "UUMuDPT": ("UUMuDPT", *["vit_b16_bz4_ep10_nctx4_depth9"] * 3),
     "zsclip": ("ZeroshotCLIP",),  # its CFG names a CoOp config (the backbone)
+    "kgcoop": ("KgCoOp", *["vit_b16_ep100_ctxv1"] * 3),  # one config in every official script (few-shot: ours)
 }
+# Options an official script passes on top of its config file (after the protocol's, before EXTRA_OPTS)
+METHOD_OPTS = {"kgcoop": ("TRAINER.COOP.W", "8.0")}  # its scripts' weight of the knowledge-guided loss
 VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
 PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "[DATASET] SEED",
              "xd_test": "DATASET SEED", "reproduce": "DATASET SEED WEIGHTSPATH",
              "reproduce_xd": "DATASET SEED WEIGHTSPATH", "few_shot": "DATASET SEED [SHOTS...]"}
 # scripts/ folder -> its scripts and their arguments (the official ones)
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
-           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt")},
+           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "kgcoop")},
            "zsclip": {"zeroshot": "DATASET CFG"}}
 # the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
@@ -120,7 +123,7 @@ class Protocols:
     def job(self, out: str, dataset: str, seed: Optional[str], cfg_file: str, *flags: str, opts=()) -> Job:
         argv = ["--root", self.data, *(["--seed", seed] if seed else []), "--trainer", self.trainer,
                 "--dataset-config-file", config_file("datasets", dataset), "--config-file", cfg_file, *flags,
-                "--output-dir", out, *opts, *extra_opts(self.env)]
+                "--output-dir", out, *opts, *METHOD_OPTS.get(self.method, ()), *extra_opts(self.env)]
         return Job(out, argv, flags[1] if flags[:1] == ("--model-dir",) else "")
 
     def tfile(self, cfg: str) -> str:  # the method's config file

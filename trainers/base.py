@@ -10,7 +10,7 @@ A method with its own loss overrides :meth:`PromptTrainer.compute_loss`; one tha
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -67,17 +67,38 @@ def clean_classnames(classnames: Iterable[str]) -> List[str]:
     return [name.replace("_", " ") for name in classnames]
 
 
+@contextmanager
+def compute_weights_in(clip_model: CLIP, dtype: torch.dtype) -> Iterator[CLIP]:
+    """``clip_model`` with its compute weights in ``dtype`` (``cast_model``) inside the context, bit for bit as
+    before after it (the original tensors are put back, nothing is rounded)."""
+    saved = [(param, param.data) for param in clip_model.parameters()]
+    cast_model(clip_model, dtype)
+    try:
+        yield clip_model
+    finally:
+        for param, data in saved:
+            param.data = data
+
+
 def template_text_features(clip_model: CLIP, classnames: Iterable[str], templates: Sequence[str],
-                           chunk: int = 256) -> torch.Tensor:
+                           chunk: int = 256, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Normalised class text features ``(C, E)`` of hand-written templates ("a photo of a {}."), averaged over
-    the templates and renormalised (one template: just its features). Classes are encoded ``chunk`` at a time."""
+    the templates and renormalised (one template: just its features). Classes are encoded ``chunk`` at a time.
+
+    ``dtype`` other than fp32 encodes (and normalises) the text in that precision over all 77 positions (the
+    OpenAI fp16 layout), as official code that kept a second, fp16 CLIP for these features did; the result is
+    returned in fp32 with the values of that computation.
+    """
     names = clean_classnames(classnames)
+    low = dtype != torch.float32
     per_template = []
-    with torch.no_grad():
+    with torch.no_grad(), compute_weights_in(clip_model, dtype) if low else nullcontext():
         for template in templates:
             tokens = clip.tokenize([template.format(name) for name in names]).long()  # (C, L)
-            feats = torch.cat([clip_model.encode_text(t) for t in tokens.split(chunk)]).float()  # (C, E)
-            per_template.append(F.normalize(feats, dim=-1))
+            # full length in low precision: its kernels round differently on a shorter sequence
+            feats = torch.cat([clip_model.encode_text(t, trim=not low) for t in tokens.split(chunk)])  # (C, E)
+            per_template.append((feats / feats.norm(dim=-1, keepdim=True)).float() if low
+                                else F.normalize(feats.float(), dim=-1))
     if len(per_template) == 1:  # renormalising a unit vector would only add rounding
         return per_template[0]
     return F.normalize(torch.stack(per_template).mean(dim=0), dim=-1)
@@ -228,6 +249,9 @@ class PromptTrainer(TrainerBase):
     # True: model outputs also carry the plain CLIP's image features and hand-written class text features
     # (:meth:`frozen_templates`), for losses that compare with zero-shot CLIP.
     FROZEN_FEATURES: bool = False
+    # The precision those class text features are computed in (once, at build): fp32, or fp16 where the official
+    # code encoded them with a second CLIP it never converted to fp32 (KgCoOp, TCP).
+    FROZEN_TEXT_DTYPE: torch.dtype = torch.float32
     LOG_ACCURACY: bool = False  # also log the training accuracy (as the official CoOp's lines do; the others' not)
     # Official whole-model files also hold the frozen CLIP and the learner's word-embedding buffers: loading
     # ignores these keys (see checkpoint_ignore_prefixes).
@@ -277,6 +301,12 @@ class PromptTrainer(TrainerBase):
             for hook in hooks.values():
                 hook()
 
+    def replay_clip_construction(self, clip_model: CLIP) -> None:
+        """Advance the generator as one more construction of OpenAI's CLIP does: for official code that built a
+        second CLIP (a teacher, the anchors' encoder) before drawing more (skipped with REPLAY_CLIP_INIT False)."""
+        if self.cfg.MODEL.REPLAY_CLIP_INIT:
+            replay_openai_init(**clip_model.config)
+
     def build_model(self) -> None:
         prec = self.method_cfg.PREC
         if prec not in self.PRECISIONS:
@@ -286,11 +316,14 @@ class PromptTrainer(TrainerBase):
         freeze(clip_model)
         classnames = list(self.dm.dataset.classnames)
         self.draw_in_official_order(clip_model)
+        # computed once (as VPT's fixed text features), before the learner: a learner may build on them (TCP)
+        self.frozen_text_features = template_text_features(
+            clip_model, classnames, self.frozen_templates(), dtype=self.FROZEN_TEXT_DTYPE
+        ) if self.FROZEN_FEATURES else None  # (C, E)
         learner = self.build_learner(clip_model, classnames)
         self.model = self.build_wrapper(clip_model, learner)
-        if self.FROZEN_FEATURES:  # computed once, with the fp32 CLIP (as VPT's fixed text features)
-            feats = template_text_features(clip_model, classnames, self.frozen_templates())  # (C, E)
-            self.model.frozen_text_features = feats.to(self.device)
+        if self.frozen_text_features is not None:
+            self.model.frozen_text_features = self.frozen_text_features.to(self.device)
         if self.cfg.MODEL.INIT_WEIGHTS:
             self.load_init_weights(self.cfg.MODEL.INIT_WEIGHTS)
         self.precision = self.build_precision(prec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .helpers import caltech_argv, check_official_run
+from .test_kgcoop import KGCOOP_OPTS
 
 RUNS = {
     # trainer: (run folder under tests/fixtures, config, extra opts, logits tolerance)
@@ -17,6 +18,7 @@ RUNS = {
     "MuDPT": ("mudpt/train_runs/caltech101/MuDPT", "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml",
               ["TRAINER.MUDPT.N_CTX", "4", "TRAINER.MUDPT.DEEP_PROMPT_DEPTH", "9", "TRAINER.MUDPT.PREC", "fp32"],
               None),
+    "KgCoOp": ("kgcoop/train_runs/caltech101/KgCoOp", "KgCoOp/vit_b16_ep100_ctxv1.yaml", KGCOOP_OPTS, 1e-4),
 }
 
 

@@ -1,5 +1,5 @@
 """Seed for seed: the official command line trains here the run the official code trained (tests/fixtures'
-2-epoch caltech101 runs of CoOp and MaPLe): the same per-batch losses, final tensors and test accuracy."""
+2-epoch caltech101 runs of CoOp, MaPLe and KgCoOp): the same per-batch losses, final tensors and test accuracy."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from .test_kgcoop import KGCOOP_OPTS
+
 REPO = Path(__file__).resolve().parents[2]
-LOSS_LINE = re.compile(r"epoch \[(\d+)/\d+\] batch \[(\d+)/\d+\] .*? loss (\d+\.\d{4}) \((\d+\.\d{4})\)")
+# ours and MaPLe's "epoch [1/2] batch [5/6] ... loss x (avg)"; Dassl.ProGrad's (KgCoOp) "epoch [1/2][5/6]\t...\tloss"
+LOSS_LINE = re.compile(r"epoch \[(\d+)/\d+\](?: batch )?\[(\d+)/\d+\]\s.*?loss (\d+\.\d{4}) \((\d+\.\d{4})\)")
 RUNS = {
     # method: (config, registered name, extra opts, loss tolerance, tensor tolerance (of each abs max))
     # CoOp's run is the same computation: the log's 4 decimals must be equal.
@@ -21,7 +24,10 @@ RUNS = {
     # deviations): the logged losses may then differ by one unit of the 4th decimal, the tensors by <= 2e-2.
     "MaPLe": ("MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "MultiModalPromptLearner", ["TRAINER.MAPLE.PREC", "fp32"],
               1e-4 + 1e-9, 2e-2),
+    # KgCoOp: the same computation (its fp16 anchors included), the same 4 decimals.
+    "KgCoOp": ("KgCoOp/vit_b16_ep100_ctxv1.yaml", "prompt_learner", KGCOOP_OPTS, 0.0, 1e-3),
 }
+FOLDERS = {"KgCoOp": "kgcoop/train_runs"}  # the runs not in tests/fixtures/train_runs
 
 
 def _losses(log: str):
@@ -35,7 +41,7 @@ def test_the_official_command_line_trains_the_official_run(method, fixtures_dir,
     import train
 
     config, name, extra, loss_tol, tensor_tol = RUNS[method]
-    official = fixtures_dir / "train_runs" / "caltech101" / method
+    official = fixtures_dir / FOLDERS.get(method, "train_runs") / "caltech101" / method
     out = tmp_path / "run"
     # the fixture's command line (tests/fixtures/README.md), pointed at our paths
     train.main(["--root", str(data_root), "--seed", "1", "--trainer", method,
