@@ -72,6 +72,7 @@ _C.OPTIM.SGD_DAMPNING = 0  # (the official spelling)
 _C.OPTIM.SGD_NESTEROV = False
 _C.OPTIM.ADAM_BETA1 = 0.9
 _C.OPTIM.ADAM_BETA2 = 0.999
+_C.OPTIM.ADAM_EPS = 1e-8  # (ours) adam's eps (torch's default); TCP's config sets 1e-3, the edit its README asks for
 _C.OPTIM.LR_SCHEDULER = "single_step"  # single_step | cosine
 _C.OPTIM.STEPSIZE = (-1,)  # single_step: decay after this many epochs (<= 0: MAX_EPOCH)
 _C.OPTIM.GAMMA = 0.1  # single_step decay factor

@@ -37,7 +37,7 @@ def build_optimizer(model: Union[nn.Module, Iterable[nn.Parameter], ParamGroups]
             parameters are left out: they never get a gradient, so the updates equal those of the official
             optimizer built over every parameter. Groups left empty are dropped.
         optim_cfg: the ``cfg.OPTIM`` node (NAME, LR, WEIGHT_DECAY, MOMENTUM, SGD_DAMPNING, SGD_NESTEROV,
-            ADAM_BETA1/2).
+            ADAM_BETA1/2, ADAM_EPS).
     """
     name, lr, wd = optim_cfg.NAME, optim_cfg.LR, optim_cfg.WEIGHT_DECAY
     if name not in OPTIMIZERS:
@@ -52,7 +52,8 @@ def build_optimizer(model: Union[nn.Module, Iterable[nn.Parameter], ParamGroups]
         return torch.optim.SGD(groups, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
                                dampening=optim_cfg.SGD_DAMPNING, nesterov=optim_cfg.SGD_NESTEROV)
     adam = torch.optim.AdamW if name == "adamw" else torch.optim.Adam  # AdamW: decoupled weight decay
-    return adam(groups, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2))
+    return adam(groups, lr=lr, weight_decay=wd, betas=(optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2),
+                eps=optim_cfg.ADAM_EPS)
 
 
 class WarmupScheduler:

@@ -38,6 +38,7 @@ METHODS = {
     "promptsrc": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
                   "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"),
     "zsclip": ("ZeroshotCLIP",),  # its CFG names a CoOp config (the backbone)
+    "kgcoop": ("KgCoOp", *["vit_b16_ep100_ctxv1"] * 3),  # one config in every official script (few-shot: ours)
 }
 # Methods whose scripts name another config for ImageNet, per kind (base-to-novel, cross-dataset, few-shot).
 IMAGENET_CFGS = {"mmrl": ("vit_b16_imagenet", None, "vit_b16_imagenet")}
@@ -45,13 +46,16 @@ IMAGENET_CFGS = {"mmrl": ("vit_b16_imagenet", None, "vit_b16_imagenet")}
 # runs set REG_WEIGHT 0.2, and REP_DIM 512 so that EuroSAT's own setting (2048) cannot break the ImageNet model.
 KIND_OPTS = {"mmrl": (("TASK", "B2N"), ("TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAINER.MMRL.REP_DIM", "512", "TASK", "CD"),
                       ("TASK", "FS"))}
+# Options an official script passes on top of its config file (after the protocol's, before EXTRA_OPTS)
+METHOD_OPTS = {"kgcoop": ("TRAINER.COOP.W", "8.0")}  # its scripts' weight of the knowledge-guided loss
 VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
 PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "[DATASET] SEED",
              "xd_test": "DATASET SEED", "reproduce": "DATASET SEED WEIGHTSPATH",
              "reproduce_xd": "DATASET SEED WEIGHTSPATH", "few_shot": "DATASET SEED [SHOTS...]"}
 # scripts/ folder -> its scripts and their arguments (the official ones)
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
-           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl", "promptsrc")},
+           **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl", "promptsrc",
+                                     "kgcoop")},
            "zsclip": {"zeroshot": "DATASET CFG"}}
 # the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
@@ -132,7 +136,7 @@ class Protocols:
         kind_opts = KIND_OPTS[self.method][kind] if kind is not None and self.method in KIND_OPTS else ()
         argv = ["--root", self.data, *(["--seed", seed] if seed else []), "--trainer", self.trainer,
                 "--dataset-config-file", config_file("datasets", dataset), "--config-file", cfg_file, *flags,
-                "--output-dir", out, *opts, *kind_opts, *extra_opts(self.env)]
+                "--output-dir", out, *opts, *kind_opts, *METHOD_OPTS.get(self.method, ()), *extra_opts(self.env)]
         return Job(out, argv, flags[1] if flags[:1] == ("--model-dir",) else "")
 
     def tfile(self, cfg: str) -> str:  # the method's config file

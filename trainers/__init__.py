@@ -7,3 +7,4 @@ from . import mudpt  # noqa: F401
 from . import mmrl  # noqa: F401
 from . import promptsrc  # noqa: F401
 from . import dept  # noqa: F401
+from . import kgcoop  # noqa: F401

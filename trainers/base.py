@@ -85,24 +85,55 @@ def clean_classnames(classnames: Iterable[str]) -> List[str]:
     return [name.replace("_", " ") for name in classnames]
 
 
+@contextmanager
+def compute_weights_in(clip_model: CLIP, dtype: torch.dtype) -> Iterator[CLIP]:
+    """``clip_model`` with its compute weights in ``dtype`` (``cast_model``) inside the context, bit for bit as
+    before after it (the original tensors are put back, nothing is rounded)."""
+    saved = [(param, param.data) for param in clip_model.parameters()]
+    cast_model(clip_model, dtype)
+    try:
+        yield clip_model
+    finally:
+        for param, data in saved:
+            param.data = data
+
+
 def template_text_features(clip_model: CLIP, classnames: Iterable[str], templates: Sequence[str],
-                           chunk: int = 256, normalize_each: bool = True) -> torch.Tensor:
+                           chunk: int = 256, normalize_each: bool = True,
+                           dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Normalised class text features ``(C, E)`` of hand-written templates ("a photo of a {}."), averaged over
     the templates and renormalised (one template: just its features). ``normalize_each`` False averages the
-    templates' unnormalised features instead (PromptSRC's ensemble). The template x class prompts are encoded
-    ``chunk`` at a time, shortest first, so that each call runs only up to its longest prompt."""
+    templates' unnormalised features instead (PromptSRC's ensemble). In fp32 the template x class prompts are
+    encoded ``chunk`` at a time, shortest first, so that each call runs only up to its longest prompt.
+
+    ``dtype`` other than fp32 encodes (and normalises) the text in that precision over all 77 positions, template
+    by template (the OpenAI fp16 layout), as official code that kept a second, fp16 CLIP for these features did;
+    the result is returned in fp32 with the values of that computation.
+    """
     names = clean_classnames(classnames)
-    tokens = clip.tokenize([template.format(name) for template in templates for name in names]).long()  # (T*C, L)
-    order = tokens.argmax(dim=-1).argsort(stable=True)  # by EOT position
-    with torch.no_grad():
-        parts = [clip_model.encode_text(tokens[idx]).float() for idx in order.split(chunk)]
-    feats = torch.empty(len(tokens), parts[0].shape[-1]).index_copy_(0, order, torch.cat(parts))
-    per_template = feats.view(len(templates), len(names), -1)  # (T, C, E)
+    if dtype != torch.float32:
+        per_template = []
+        with torch.no_grad(), compute_weights_in(clip_model, dtype):
+            for template in templates:
+                tokens = clip.tokenize([template.format(name) for name in names]).long()  # (C, L)
+                # full length: low-precision kernels round differently on a shorter sequence
+                feats = torch.cat([clip_model.encode_text(t, trim=False) for t in tokens.split(chunk)])  # (C, E)
+                per_template.append(feats if not normalize_each else feats / feats.norm(dim=-1, keepdim=True))
+        per_template = torch.stack(per_template).float()  # (T, C, E)
+    else:
+        tokens = clip.tokenize([template.format(name) for template in templates for name in names]).long()  # (T*C, L)
+        order = tokens.argmax(dim=-1).argsort(stable=True)  # by EOT position
+        with torch.no_grad():
+            parts = [clip_model.encode_text(tokens[idx]).float() for idx in order.split(chunk)]
+        feats = torch.empty(len(tokens), parts[0].shape[-1]).index_copy_(0, order, torch.cat(parts))
+        per_template = feats.view(len(templates), len(names), -1)  # (T, C, E)
+        if normalize_each:
+            per_template = F.normalize(per_template, dim=-1)
     if not normalize_each:
         return F.normalize(per_template.mean(dim=0), dim=-1)
     if len(templates) == 1:  # renormalising a unit vector would only add rounding
-        return F.normalize(per_template[0], dim=-1)
-    return F.normalize(F.normalize(per_template, dim=-1).mean(dim=0), dim=-1)
+        return per_template[0]
+    return F.normalize(per_template.mean(dim=0), dim=-1)
 
 
 def image_features(clip_model: CLIP, image: torch.Tensor, shallow: Optional[torch.Tensor] = None,
@@ -266,6 +297,9 @@ class PromptTrainer(TrainerBase):
     # How those features combine several templates: the mean of the unit vectors, renormalised (CLIP's ensemble),
     # or with True the mean of the unnormalised features (PromptSRC's)
     FROZEN_TEXT_RAW_MEAN: bool = False
+    # The precision those class text features are computed in (once, at build): fp32, or fp16 where the official
+    # code encoded them with a second CLIP it never converted to fp32 (KgCoOp, TCP).
+    FROZEN_TEXT_DTYPE: torch.dtype = torch.float32
     LOG_ACCURACY: bool = False  # also log the training accuracy (as the official CoOp's lines do; the others' not)
     # Official whole-model files also hold the frozen CLIP and the learner's word-embedding buffers: loading
     # ignores these keys (see checkpoint_ignore_prefixes).
@@ -355,12 +389,15 @@ class PromptTrainer(TrainerBase):
         freeze(clip_model)
         classnames = list(self.dm.dataset.classnames)
         self.draw_in_official_order(clip_model)
+        # computed once (as VPT's fixed text features), before the learner: a learner may build on them (TCP)
+        self.frozen_text_features = template_text_features(
+            clip_model, classnames, self.frozen_templates(), normalize_each=not self.FROZEN_TEXT_RAW_MEAN,
+            dtype=self.FROZEN_TEXT_DTYPE,
+        ) if self.FROZEN_FEATURES else None  # (C, E)
         learner = self.build_learner(clip_model, classnames)
         self.model = self.build_wrapper(clip_model, learner)
-        if self.FROZEN_FEATURES:  # computed once, with the fp32 CLIP (as VPT's fixed text features)
-            feats = template_text_features(clip_model, classnames, self.frozen_templates(),
-                                           normalize_each=not self.FROZEN_TEXT_RAW_MEAN)  # (C, E)
-            self.model.frozen_text_features = feats.to(self.device)
+        if self.frozen_text_features is not None:
+            self.model.frozen_text_features = self.frozen_text_features.to(self.device)
         if self.cfg.MODEL.INIT_WEIGHTS:
             self.load_init_weights(self.cfg.MODEL.INIT_WEIGHTS)
         self.precision = self.build_precision(prec)

@@ -13,7 +13,7 @@ from clip.tokenizer import get_tokenizer
 from engine import TRAINER_REGISTRY
 
 from .base import PromptLearnerBase, PromptTrainer, clean_classnames
-from .prompts import WHOLE_PHRASE, init_context, resolve_context_length
+from .prompts import WHOLE_PHRASE, context_words, init_context, resolve_context_length
 
 
 class CoOpPromptLearner(PromptLearnerBase):
@@ -25,12 +25,12 @@ class CoOpPromptLearner(PromptLearnerBase):
     """
 
     def __init__(self, clip_model: CLIP, classnames: List[str], n_ctx: int, ctx_init: str = "", csc: bool = False,
-                 position: str = "end", draw_dtype: torch.dtype = torch.float32) -> None:
+                 position: str = "end", draw_dtype: torch.dtype = torch.float32, words: str = WHOLE_PHRASE) -> None:
         super().__init__()
         if position not in ("end", "middle", "front"):
             raise ValueError(f"TRAINER.COOP.CLASS_TOKEN_POSITION is {position!r}; choose end, middle or front")
         names = clean_classnames(classnames)
-        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, WHOLE_PHRASE, "TRAINER.COOP", len(names) if csc else 0,
+        ctx, prefix = init_context(clip_model, n_ctx, ctx_init, words, "TRAINER.COOP", len(names) if csc else 0,
                                    draw_dtype)
         self.ctx = nn.Parameter(ctx)
         self.n_ctx = ctx.shape[-2]
@@ -89,10 +89,13 @@ class CoOp(PromptTrainer):
 
     @classmethod
     def add_config(cls, cfg) -> None:
-        cfg.TRAINER.COOP = CN()
+        # One node for CoOp, KgCoOp, ProGrad and TCP (as in their official code): each adds its keys to it.
+        cfg.TRAINER.COOP = cfg.TRAINER.get("COOP", CN())
         cfg.TRAINER.COOP.N_CTX = 16  # learned tokens in each prompt (replaced by the word count of CTX_INIT)
         cfg.TRAINER.COOP.CSC = False  # True: every class learns its own tokens (random start only)
-        cfg.TRAINER.COOP.CTX_INIT = ""  # words the learned tokens start from; "" = random start
+        # words the learned tokens start from; "" (or False) = random start; True = the method's own words
+        # (KgCoOp, ProGrad, TCP). None by default so that both the words and True/False merge from a file.
+        cfg.TRAINER.COOP.CTX_INIT = None
         cfg.TRAINER.COOP.PREC = "fp16"  # fp16 | fp32 | amp | bf16
         cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # where the class name sits: end | middle | front
 
@@ -102,5 +105,5 @@ class CoOp(PromptTrainer):
 
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> CoOpPromptLearner:
         c = self.method_cfg
-        return CoOpPromptLearner(clip_model, classnames, c.N_CTX, c.CTX_INIT, c.CSC, c.CLASS_TOKEN_POSITION,
-                                 self.draw_dtype)
+        return CoOpPromptLearner(clip_model, classnames, c.N_CTX, context_words(c.CTX_INIT, "TRAINER.COOP"), c.CSC,
+                                 c.CLASS_TOKEN_POSITION, self.draw_dtype)

@@ -24,7 +24,10 @@ logger = logging.getLogger(__name__)
 WHOLE_PHRASE = "whole_phrase"  # CoOp, CoCoOp: the whole phrase is learned; N_CTX becomes its number of words
 FIRST_WORDS = "first_words"  # MuDPT: the phrase is cut to its first N_CTX words, all of them learned
 SHORT_PHRASE = "short_phrase"  # MaPLe, IVLP: N_CTX <= 4 learns the first N_CTX tokens, the rest stays as words
-WORD_RULES = (WHOLE_PHRASE, FIRST_WORDS, SHORT_PHRASE)
+# ProGrad: the phrase's k words fill the last k of the N_CTX tokens (the first k tokens' embeddings; a word of two
+# tokens leaves its last token as a word), the N_CTX - k before them start at zero and read "X" in the prompt
+LEFT_PADDED = "left_padded"
+WORD_RULES = (WHOLE_PHRASE, FIRST_WORDS, SHORT_PHRASE, LEFT_PADDED)
 MAX_SHORT_PHRASE_CTX = 4  # SHORT_PHRASE: longer contexts start random
 
 
@@ -60,13 +63,26 @@ def text_point(block: int) -> str:
     return f"text.block{block}"
 
 
-def resolve_context_length(node, key: str) -> None:
+def context_words(ctx_init: Any, key: str, own_words: str = "") -> str:
+    """``CTX_INIT`` as the words the context starts from ("" = random). The KgCoOp, ProGrad and TCP config files
+    write ``CTX_INIT: True`` for "the method's own words" (``own_words``) and ``False`` for a random start."""
+    if ctx_init is True:
+        if not own_words:
+            raise ValueError(f"{key}.CTX_INIT is True, which names the start words of KgCoOp, ProGrad or TCP; this "
+                             f"trainer needs the words themselves (e.g. \"a photo of a\") or \"\" for a random start")
+        return own_words
+    return ctx_init or ""
+
+
+def resolve_context_length(node, key: str, own_words: str = "") -> None:
     """CoOp/CoCoOp (:data:`WHOLE_PHRASE`): a CTX_INIT phrase makes N_CTX its number of words. Written into the
-    config node before it is saved, with a warning when it changes what was asked."""
-    words = len(node.CTX_INIT.replace("_", " ").split(" ")) if node.CTX_INIT else 0
+    config node before it is saved, with a warning when it changes what was asked. ``own_words``: what
+    ``CTX_INIT: True`` stands for (:func:`context_words`)."""
+    phrase = context_words(node.CTX_INIT, key, own_words)
+    words = len(phrase.replace("_", " ").split(" ")) if phrase else 0
     if words and words != node.N_CTX:
         logger.warning("%s.N_CTX %d becomes %d, the number of words of CTX_INIT %r (as the official code does)",
-                       key, node.N_CTX, words, node.CTX_INIT)
+                       key, node.N_CTX, words, phrase)
         node.N_CTX = words
 
 
@@ -88,6 +104,9 @@ def init_context(clip_model: CLIP, n_ctx: int, ctx_init: str, words: str, key: s
     if words not in WORD_RULES:
         raise ValueError(f"unknown context rule {words!r}; choose one of {WORD_RULES}")
     phrase = ctx_init.replace("_", " ")
+    if phrase and words == LEFT_PADDED:
+        ctx = _left_padded(clip_model, n_ctx, phrase, key)
+        return ctx, " ".join(["X"] * (n_ctx - len(phrase.split(" "))) + [phrase])
     if phrase and words == WHOLE_PHRASE:
         n_ctx = len(phrase.split(" "))
     elif phrase and words == FIRST_WORDS:
@@ -118,6 +137,18 @@ def init_context(clip_model: CLIP, n_ctx: int, ctx_init: str, words: str, key: s
         emb = clip_model.token_embedding(ids)  # (1, L, Dt)
     logger.info('%s: %d context tokens, starting from the words of "%s"', key, n_ctx, phrase)
     return emb[0, 1:1 + n_ctx].float().clone(), phrase
+
+
+def _left_padded(clip_model: CLIP, n_ctx: int, phrase: str, key: str) -> torch.Tensor:
+    """:data:`LEFT_PADDED`: ``(n_ctx, Dt)`` = zeros, then the embeddings of the phrase's first k tokens (k words)."""
+    k = len(phrase.split(" "))
+    if n_ctx < k:
+        raise ValueError(f"{key}.N_CTX is {n_ctx} but the start words {phrase!r} need {k} context tokens: use "
+                         f"N_CTX >= {k}")
+    with torch.no_grad():
+        emb = clip_model.token_embedding(clip.tokenize(phrase).long())[0, 1:1 + k].float()  # (k, Dt)
+    logger.info('%s: %d context tokens, %d at zero then the words of "%s"', key, n_ctx, n_ctx - k, phrase)
+    return torch.cat([emb.new_zeros(n_ctx - k, emb.shape[1]), emb])
 
 
 class PromptLevels(nn.ParameterList):

@@ -1,4 +1,5 @@
 """Hand-written prompt templates (data), keyed by the registered dataset name."""
+from typing import Mapping
 
 # The single template ZeroshotCLIP uses per dataset (CoOp paper, Table of hand-crafted prompts).
 CUSTOM_TEMPLATES = {
@@ -96,10 +97,40 @@ IMAGENET_TEMPLATES = (
 )
 
 
-def template_for(dataset_name: str) -> str:
-    """The dataset's hand-written template; a clear error for an unknown dataset."""
+# Methods whose official code carries its own copy of the table, with a few entries changed (only those are
+# listed). KgCoOp's anchors for its knowledge-guided loss:
+KGCOOP_TEMPLATES = {**CUSTOM_TEMPLATES, "DescribableTextures": "a photo of a {}, a type of texture."}
+# TCP's anchors (the input of its class-aware tokens and of its loss):
+TCP_TEMPLATES = {**KGCOOP_TEMPLATES, "FGVCAircraft": "a photo of an aircraft {}.",
+                 "Food101": "a photo of a {}, a type of food."}
+# TCP's learned prompts: the four leading words are replaced by the context (UCF101 and the ImageNets keep
+# words there instead of X's, as in its code).
+TCP_PROMPT_TEMPLATES = {
+    **{name: "X X X X {}." for name in ("EuroSAT", "SUN397", "Caltech101")},
+    **{name: template for name, template in CUSTOM_TEMPLATES.items() if name.startswith("ImageNet")},
+    "OxfordPets": "X X X X {}, a type of pet.",
+    "OxfordFlowers": "X X X X {}, a type of flower.",
+    "FGVCAircraft": "X X X X {}, a type of aircraft.",
+    "DescribableTextures": "X X X X {} texture.",
+    "StanfordCars": "X X X X {}, a type of car",  # sic: no final period in the official table
+    "Food101": "X X X X {}, a type of food.",
+    "UCF101": "a photo of a person doing {}.",
+}
+# ProGrad's zero-shot teacher; its learned context starts from the words before " {}." (see trainers/prograd.py).
+PROGRAD_TEMPLATES = {
+    **CUSTOM_TEMPLATES,
+    "OxfordPets": "a type of pet, a photo of a {}.",
+    "OxfordFlowers": "a type of flower, a photo of a {}.",
+    "FGVCAircraft": "a type of aircraft, a photo of a {}.",
+    "DescribableTextures": "a texture of {}.",
+    "Food101": "a type of food, a photo of {}.",
+}
+
+
+def template_for(dataset_name: str, table: Mapping[str, str] = CUSTOM_TEMPLATES) -> str:
+    """The dataset's hand-written template in ``table``; a clear error for an unknown dataset."""
     try:
-        return CUSTOM_TEMPLATES[dataset_name]
+        return table[dataset_name]
     except KeyError:
         raise KeyError(f"No prompt template for dataset {dataset_name!r}; add one to trainers/templates.py "
-                       f"(known: {', '.join(sorted(CUSTOM_TEMPLATES))})") from None
+                       f"(known: {', '.join(sorted(table))})") from None

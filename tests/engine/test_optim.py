@@ -138,6 +138,8 @@ def test_optimizer_variants_and_trainable_only():
     assert sum(len(g["params"]) for g in sgd.param_groups) == 2 and sgd.param_groups[0]["nesterov"]
     adam = build_optimizer(model, _optim_cfg(NAME="adam", ADAM_BETA1=0.8, ADAM_BETA2=0.95, WEIGHT_DECAY=0.0))
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.8, 0.95)
+    assert adam.param_groups[0]["eps"] == 1e-8  # torch's default unless OPTIM.ADAM_EPS says otherwise (TCP: 1e-3)
+    assert build_optimizer(model, _optim_cfg(NAME="adam", ADAM_EPS=1e-3)).param_groups[0]["eps"] == 1e-3
     with pytest.raises(ValueError, match="OPTIM.NAME"):
         build_optimizer(model, _optim_cfg(NAME="lion"))
     with pytest.raises(ValueError, match="LR_SCHEDULER"):

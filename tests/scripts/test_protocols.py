@@ -25,7 +25,10 @@ METHODS = {
               "vit_b16_bz4_ep10_nctx4_depth9"),
     "promptsrc": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", "20", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
                   "20", "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"),
+    "kgcoop": ("KgCoOp", "vit_b16_ep100_ctxv1", "100", "vit_b16_ep100_ctxv1", "100", "vit_b16_ep100_ctxv1"),
 }
+# what a method's official scripts add after the protocol's options (KgCoOp: the weight its scripts pass)
+OPTS = {"kgcoop": ["TRAINER.COOP.W", "8.0"]}
 PROTOCOLS = ["base2new_train", "base2new_test", "xd_train", "xd_test", "reproduce", "reproduce_xd", "few_shot"]
 
 
@@ -55,12 +58,12 @@ def test_base2new_train_and_test(tmp_path, method):
     train = commands(run(f"{method}/base2new_train.sh", "caltech101", "2", out_root=tmp_path))
     assert train == [_head(trainer, "caltech101", "2", cfg) + [
         "--output-dir", f"{tmp_path}/base2new/train_base/{tail}",
-        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base"]]
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base", *OPTS.get(method, [])]]
     test = commands(run(f"{method}/base2new_test.sh", "caltech101", "2", out_root=tmp_path))
     assert test == [_head(trainer, "caltech101", "2", cfg) + [
         "--model-dir", f"{tmp_path}/base2new/train_base/{tail}", "--load-epoch", epoch, "--eval-only",
         "--output-dir", f"{tmp_path}/base2new/test_new/{tail}",
-        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new"]]
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new", *OPTS.get(method, [])]]
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -68,14 +71,16 @@ def test_xd_train_and_test(tmp_path, method):
     trainer, _, _, cfg, epoch, _ = METHODS[method]
     model_dir = f"{tmp_path}/imagenet/{trainer}/{cfg}_16shots/seed3"
     train = commands(run(f"{method}/xd_train.sh", "imagenet", "3", out_root=tmp_path))
-    assert train == [_head(trainer, "imagenet", "3", cfg) + ["--output-dir", model_dir, "DATASET.NUM_SHOTS", "16"]]
+    assert train == [_head(trainer, "imagenet", "3", cfg) + [
+        "--output-dir", model_dir, "DATASET.NUM_SHOTS", "16", *OPTS.get(method, [])]]
     # CoCoOp's official xd_train.sh takes the seed alone (DATASET=imagenet): the same command.
     assert commands(run(f"{method}/xd_train.sh", "3", out_root=tmp_path)) == train
     for target in ("oxford_pets", "imagenet_sketch"):  # cross-dataset and domain generalisation alike
         test = commands(run(f"{method}/xd_test.sh", target, "3", out_root=tmp_path))
         assert test == [_head(trainer, target, "3", cfg) + [
             "--model-dir", model_dir, "--load-epoch", epoch, "--eval-only",
-            "--output-dir", f"{tmp_path}/evaluation/{trainer}/{cfg}_16shots/{target}/seed3"]]
+            "--output-dir", f"{tmp_path}/evaluation/{trainer}/{cfg}_16shots/{target}/seed3",
+            *OPTS.get(method, [])]]
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -85,11 +90,11 @@ def test_reproduce_released_weights(tmp_path, method):
     assert cmds == [_head(trainer, "dtd", "1", cfg) + [
         "--model-dir", "/weights/dtd/base/seed1", "--load-epoch", epoch, "--eval-only",
         "--output-dir", f"{tmp_path}/base2new/test_{sub}/dtd/shots_16/{trainer}/{cfg}/seed1",
-        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", sub] for sub in ("base", "new")]
+        "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", sub, *OPTS.get(method, [])] for sub in ("base", "new")]
     cmds = commands(run(f"{method}/reproduce_xd.sh", "food101", "2", "/weights/imagenet", out_root=tmp_path))
     assert cmds == [_head(trainer, "food101", "2", xd_cfg) + [
         "--model-dir", "/weights/imagenet/seed2", "--load-epoch", xd_epoch, "--eval-only",
-        "--output-dir", f"{tmp_path}/evaluation/{trainer}/{xd_cfg}_16shots/food101/seed2"]]
+        "--output-dir", f"{tmp_path}/evaluation/{trainer}/{xd_cfg}_16shots/food101/seed2", *OPTS.get(method, [])]]
 
 
 @pytest.mark.parametrize("method", sorted(set(METHODS) - {"coop"}))
@@ -97,7 +102,8 @@ def test_few_shot(tmp_path, method):
     trainer, *_, cfg = METHODS[method]
     cmds = commands(run(f"{method}/few_shot.sh", "eurosat", "1", out_root=tmp_path))
     assert cmds == [_head(trainer, "eurosat", "1", cfg) + [
-        "--output-dir", f"{tmp_path}/eurosat/{trainer}/{cfg}_{k}shots/seed1", "DATASET.NUM_SHOTS", str(k)]
+        "--output-dir", f"{tmp_path}/eurosat/{trainer}/{cfg}_{k}shots/seed1", "DATASET.NUM_SHOTS", str(k),
+        *OPTS.get(method, [])]
         for k in (1, 2, 4, 8, 16)]
     (cmd,) = commands(run(f"{method}/few_shot.sh", "eurosat", "1", "4", out_root=tmp_path))
     assert cmd == cmds[2]
@@ -134,7 +140,8 @@ def test_overrides_cfg_shots_loadep_and_src(tmp_path):
     ("maple/base2new_test.sh", ["dtd", "1", "2"], "/maple/base2new_test.sh DATASET SEED\n"),
     ("mudpt/xd_test.sh", ["dtd", "1", "XMuDPT"], "DATASET SEED [MuDPT|UMuDPT|UUMuDPT]"),
     ("run_all.sh", ["zsclip", "base2new"],
-     "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt mmrl promptsrc)\n"),
+     "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt mmrl promptsrc "
+     "kgcoop)\n"),
     ("run_all.sh", ["maple", "cross"], "unknown protocol 'cross' (choices: base2new xd dg few_shot)"),
     ("run_all.sh", ["maple"], "/run_all.sh METHOD PROTOCOL\n"),
     ("run.sh", ["zsclip", "base2new_train", "dtd", "1"],

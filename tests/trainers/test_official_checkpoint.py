@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .helpers import caltech_argv, check_official_run
+from .test_kgcoop import KGCOOP_OPTS
 
 RUNS = {
     # trainer: (run folder under tests/fixtures, config, extra opts, logits tolerance)
@@ -23,6 +24,7 @@ RUNS = {
     # 3 epochs (the Gaussian average of the prompts of 3 epochs); the official run rounded its prompts to fp16
     "PromptSRC": ("promptsrc/train_runs/caltech101/PromptSRC", "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
                   ["TRAINER.PROMPTSRC.PREC", "fp32"], 5e-4),
+    "KgCoOp": ("kgcoop/train_runs/caltech101/KgCoOp", "KgCoOp/vit_b16_ep100_ctxv1.yaml", KGCOOP_OPTS, 1e-4),
 }
 EPOCHS = {"PromptSRC": 3}
 

@@ -1,6 +1,6 @@
 """Seed for seed: the official command line trains here the run the official code trained (tests/fixtures'
-2-epoch caltech101 runs of CoOp, MaPLe and MMRL, PromptSRC's of 3 epochs): the same per-batch losses, final
-tensors and test accuracy."""
+2-epoch caltech101 runs of CoOp, MaPLe, MMRL and KgCoOp, PromptSRC's of 3 epochs): the same per-batch losses,
+final tensors and test accuracy."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from .test_kgcoop import KGCOOP_OPTS
+
 REPO = Path(__file__).resolve().parents[2]
-LOSS_LINE = re.compile(r"epoch \[(\d+)/\d+\] batch \[(\d+)/\d+\] .*? loss (\d+\.\d{4}) \((\d+\.\d{4})\)")
+# ours and MaPLe's "epoch [1/2] batch [5/6] ... loss x (avg)"; Dassl.ProGrad's (KgCoOp) "epoch [1/2][5/6]\t...\tloss"
+LOSS_LINE = re.compile(r"epoch \[(\d+)/\d+\](?: batch )?\[(\d+)/\d+\]\s.*?loss (\d+\.\d{4}) \((\d+\.\d{4})\)")
 RUNS = {
     # method: (config, registered name, extra opts, loss tolerance, tensor tolerance (of each abs max))
     # CoOp's run is the same computation: the log's 4 decimals must be equal.
@@ -33,9 +36,12 @@ RUNS = {
     "PromptSRC": ("PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml", "VLPromptLearner",
                   ["TRAINER.PROMPTSRC.PREC", "fp32", "OPTIM.MAX_EPOCH", "3", "TRAINER.PROMPTSRC.GPA_MEAN", "2",
                    "TRAINER.PROMPTSRC.GPA_STD", "1"], 3e-4 + 1e-9, 2e-3),
+    # KgCoOp: the same computation (its fp16 anchors included), the same 4 decimals.
+    "KgCoOp": ("KgCoOp/vit_b16_ep100_ctxv1.yaml", "prompt_learner", KGCOOP_OPTS, 0.0, 1e-3),
 }
 # default: train_runs/caltech101/<method>
-FOLDERS = {"MMRL": "mmrl/train_runs/caltech101/MMRL", "PromptSRC": "promptsrc/train_runs/caltech101/PromptSRC"}
+FOLDERS = {"MMRL": "mmrl/train_runs/caltech101/MMRL", "PromptSRC": "promptsrc/train_runs/caltech101/PromptSRC",
+           "KgCoOp": "kgcoop/train_runs/caltech101/KgCoOp"}
 
 
 def _losses(log: str):
