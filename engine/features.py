@@ -115,13 +115,14 @@ class FeatureBatches:
     """
 
     def __init__(self, features: Callable[[int], Tuple[torch.Tensor, torch.Tensor]], items: Sequence[Any],
-                 batch_size: int, shuffle: bool) -> None:
+                 batch_size: int, shuffle: bool, drop_last: bool = True) -> None:
         self.features, self.items, self.batch_size, self.shuffle = features, list(items), batch_size, shuffle
+        self.drop_last = drop_last
         self.epoch = 0
 
     def __len__(self) -> int:
         n, b = len(self.items), self.batch_size
-        return n // b if self.shuffle and n >= b else -(-n // b)
+        return n // b if self.shuffle and self.drop_last and n >= b else -(-n // b)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         feats, labels = self.features(self.epoch)
@@ -143,6 +144,7 @@ class FeatureTrainer(TrainerBase):
     """
 
     AUGMENTED_TRAIN = False
+    DROP_LAST = True  # training passes drop the last incomplete batch, as the image loaders do
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -160,7 +162,8 @@ class FeatureTrainer(TrainerBase):
         self._transforms = {False: build_transform(cfg, is_train=False), True: build_transform(cfg, is_train=True)}
         self._make_loader = make_loader
         self.train_loader_x = FeatureBatches(lambda e: self.split_features("train_x", e), ds.train_x,
-                                             cfg.DATALOADER.TRAIN_X.BATCH_SIZE, shuffle=True)
+                                             cfg.DATALOADER.TRAIN_X.BATCH_SIZE, shuffle=True,
+                                             drop_last=self.DROP_LAST)
         bs = cfg.DATALOADER.TEST.BATCH_SIZE
         self.val_loader = (FeatureBatches(lambda e: self.split_features("val"), ds.val, bs, False)
                            if ds.val else None)
@@ -198,7 +201,7 @@ class FeatureTrainer(TrainerBase):
         loader = self._make_loader(self.cfg, items, self.cfg.DATALOADER.TEST.BATCH_SIZE, transform, False)
         with torch.random.fork_rng(devices=[]):
             if augmented:  # the views of an epoch depend only on (SEED, epoch), not on what ran before
-                torch.manual_seed(max(self.cfg.SEED, 0) * 100003 + aug_epoch)
+                torch.manual_seed((max(self.cfg.SEED, 0) * 100003 + aug_epoch) % (1 << 62))
             feats = [self.encode_images(batch["img"].to(self.device)).float().cpu() for batch in loader]
         return {"features": torch.cat(feats), "labels": torch.tensor([item.label for item in items])}
 

@@ -5,3 +5,4 @@ from . import ivlp, vpt  # noqa: F401
 from . import maple  # noqa: F401
 from . import mudpt  # noqa: F401
 from . import linear_probe  # noqa: F401
+from . import tip_adapter  # noqa: F401
