@@ -6,3 +6,4 @@ from . import maple  # noqa: F401
 from . import mudpt  # noqa: F401
 from . import linear_probe  # noqa: F401
 from . import tip_adapter  # noqa: F401
+from . import clip_adapter  # noqa: F401

@@ -13,6 +13,7 @@ from clip.model import CLIP, cast_model
 from engine.features import FeatureTrainer
 
 from .base import check_input_size, freeze, load_clip
+from .replay import replay_openai_init
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ class FrozenCLIPTrainer(FeatureTrainer):
     def build_head(self) -> None:
         """Build ``self.model`` from ``self.clip`` and ``register_model`` it."""
         raise NotImplementedError
+
+    def replay_clip_construction(self) -> None:
+        """Advance the global generator as OpenAI's CLIP constructor did in the official run, so that a head
+        drawn next gets the official initial weights (``MODEL.REPLAY_CLIP_INIT``; see trainers/replay.py)."""
+        if self.cfg.MODEL.REPLAY_CLIP_INIT:
+            replay_openai_init(**self.clip.config)
 
     def encoder_identity(self) -> str:
         path = self.cfg.MODEL.BACKBONE.PATH or resolve_model_path(self.cfg.MODEL.BACKBONE.NAME)
