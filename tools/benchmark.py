@@ -557,6 +557,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                    "adapters against CoOp's instead (tools/benchmark_runs.py; --classes, default 10)")
     p.add_argument("--shots", type=int, default=4, help="--per-run: shots per class")
     p.add_argument("--epochs", type=int, help="--per-run: epochs of the iterative methods (default: their config's)")
+    p.add_argument("--preset", default="vitb16-224px", help="--per-run: the random-weight CLIP "
+                   "(tools/make_toy_clip.py presets, e.g. rn50-64px for a quick CPU run)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="prompt_bench_") as tmp:
         if args.imagenet_index:
@@ -564,7 +566,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         if args.per_run:
             from tools.benchmark_runs import run
 
-            return run(Path(tmp), (args.classes or [10])[0], args.shots, args.epochs)
+            return run(Path(tmp), (args.classes or [10])[0], args.shots, args.epochs, args.preset)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         import trainers  # noqa: F401  (registers the trainers)
         from clip.tokenizer import get_tokenizer

@@ -62,19 +62,20 @@ def format_runs(report: Dict[str, Dict], shots: int) -> str:
     return "\n".join(lines)
 
 
-def run(workdir: Path, classes: int, shots: int, epochs: Optional[int], resolution: int = 224,
-        preset: str = "vitb16-224px") -> Dict[str, Dict]:
+def run(workdir: Path, classes: int, shots: int, epochs: Optional[int], preset: str = "vitb16-224px"
+        ) -> Dict[str, Dict]:
     """Build the toy data and weights in ``workdir``, time every method, print the lines and the JSON."""
     import torch
 
-    from tools.make_toy_clip import make_toy_clip_state_dict
+    from tools.make_toy_clip import PRESETS, make_toy_clip_state_dict
     from tools.make_toy_dataset import make_toy_dataset
 
+    resolution = PRESETS[preset]["image_resolution"]
     weights = workdir / "clip.pt"
     torch.save(make_toy_clip_state_dict(seed=0, preset=preset), weights)
     make_toy_dataset(workdir / "data", n_classes=classes, per_class=max(16, 2 * shots + 8), size=resolution)
     logging.getLogger().setLevel(logging.WARNING)
     report = time_runs(workdir / "data", weights, resolution, workdir, shots, epochs)
     print(format_runs(report, shots))
-    print(json.dumps({"per_run": report, "classes": classes, "shots": shots, "epochs": epochs}))
+    print(json.dumps({"per_run": report, "classes": classes, "shots": shots, "epochs": epochs, "preset": preset}))
     return report
