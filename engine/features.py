@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from fileio import atomic_write
 
+from . import distributed
 from .trainer import TrainerBase
 
 logger = logging.getLogger(__name__)
@@ -153,6 +154,9 @@ class FeatureTrainer(TrainerBase):
         raise NotImplementedError
 
     def build_data_loader(self) -> None:
+        if distributed.world_size() > 1:
+            raise RuntimeError(f"{type(self).__name__} trains on cached image features in one process (a fit takes "
+                               f"seconds): run it with python train.py, not torchrun")
         super().build_data_loader()
         from .data import make_loader
         from .transforms import build_transform

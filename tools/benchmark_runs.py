@@ -3,9 +3,9 @@
     python tools/benchmark.py --per-run                   # toy data, a random-weight ViT-B/16 CLIP at 224 px
     python tools/benchmark.py --per-run --classes 20 --shots 4 --epochs 5
 
-Each method runs ``train.main`` once on a fresh feature cache (cold: its image features are computed) and, for
-the feature-based ones, again on the filled cache (cached: a rerun, another seed's test split, another method on
-the same features). Iterative methods (CoOp, CLIP_Adapter, TipAdapterF) train ``--epochs`` epochs (default: their
+Each method runs ``train.main`` once on a fresh feature cache of its own (cold: its image features are computed)
+and, for the feature-based ones, again on the filled cache (cached: a rerun, or another seed's run on the same
+test split). Iterative methods (CoOp, CLIP_Adapter, TipAdapterF) train ``--epochs`` epochs (default: their
 config's). One line per method, then a summary line, then one JSON object (the last line).
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ def time_runs(data_root: Path, weights: Path, resolution: int, workdir: Path, sh
                     str(REPO / "configs/trainers" / RUN_METHODS[method]),
                     "--output-dir", str(workdir / f"{method}_{phase}"), "DATASET.NUM_SHOTS", str(shots),
                     "INPUT.SIZE", f"({resolution}, {resolution})", "DATALOADER.NUM_WORKERS", "0",
-                    "MODEL.BACKBONE.PATH", str(weights), "DATALOADER.FEATURE_CACHE_DIR", str(workdir / "features"),
+                    "MODEL.BACKBONE.PATH", str(weights),
+                    "DATALOADER.FEATURE_CACHE_DIR", str(workdir / "features" / method),
                     "TRAIN.PRINT_FREQ", "1000"]
             if epochs and method in ("CoOp", "CLIP_Adapter", "TipAdapterF"):
                 argv += ["OPTIM.MAX_EPOCH", str(epochs)]

@@ -97,3 +97,12 @@ def test_feature_batches_shuffle_drop_last_and_in_order():
     for b in batches:
         assert b["impath"] == [f"img{int(v)}" for v in b["feat"].flatten()]
         assert torch.equal(b["label"], labels[b["index"]])
+
+
+def test_feature_trainers_refuse_torchrun(monkeypatch):
+    from engine import distributed
+    from engine.features import FeatureTrainer
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(RuntimeError, match="not torchrun"):
+        FeatureTrainer.build_data_loader(object.__new__(FeatureTrainer))

@@ -119,5 +119,5 @@ def test_time_per_run_of_the_feature_methods_and_coop(tiny_clip_path, tmp_path):
                        methods=["CoOp", "TipAdapterF"])
     assert report["CoOp"]["cached_s"] is None and report["TipAdapterF"]["cached_s"] > 0
     assert all(0 <= r["accuracy"] <= 100 for r in report.values())
-    assert len(list((tmp_path / "features").glob("*.safetensors"))) > 0
+    assert len(list((tmp_path / "features" / "TipAdapterF").glob("*.safetensors"))) > 0
     assert "time per run (2 shots) vs CoOp: TipAdapterF" in format_runs(report, 2)
