@@ -39,6 +39,8 @@ _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.PIN_MEMORY = True  # (ours) page-locked batches when a GPU is used
 _C.DATALOADER.PERSISTENT_WORKERS = True  # (ours) keep evaluation loader processes alive (NUM_WORKERS > 0)
+# (ours) where trainers that need only frozen image features (linear probe, adapters) keep them between runs
+_C.DATALOADER.FEATURE_CACHE_DIR = "~/.cache/prompt_clip/features"
 _C.DATALOADER.TRAIN_X = CN()
 _C.DATALOADER.TRAIN_X.BATCH_SIZE = 32  # shuffled; the last incomplete batch of an epoch is dropped
 _C.DATALOADER.TEST = CN()

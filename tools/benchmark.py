@@ -5,6 +5,7 @@
     python tools/benchmark.py --device cuda                # full mode: 500 and 1000 ImageNet-length class names
     python tools/benchmark.py --classes 500 --methods MaPLe CoCoOp --reps 5 --out results.json
     python tools/benchmark.py --imagenet-index             # ImageNet's listing cache: cold vs cached
+    python tools/benchmark.py --per-run                    # time per few-shot run: probe/adapters vs CoOp
 
 Per method (official config, a random-weight CLIP of OpenAI's ViT-B/16 shape at 224 px, a toy Caltech101 tree)
 two arms, each in its own process so that its peak memory is its own: ``straight`` (``MODEL.TRIM_TEXT``,
@@ -552,10 +553,20 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per arm after one warm-up")
     p.add_argument("--out", type=Path, help="also write the JSON report here")
+    p.add_argument("--per-run", action="store_true", help="time whole few-shot runs of the linear probe and the "
+                   "adapters against CoOp's instead (tools/benchmark_runs.py; --classes, default 10)")
+    p.add_argument("--shots", type=int, default=4, help="--per-run: shots per class")
+    p.add_argument("--epochs", type=int, help="--per-run: epochs of the iterative methods (default: their config's)")
+    p.add_argument("--preset", default="vitb16-224px", help="--per-run: the random-weight CLIP "
+                   "(tools/make_toy_clip.py presets, e.g. rn50-64px for a quick CPU run)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="prompt_bench_") as tmp:
         if args.imagenet_index:
             return imagenet_index(Path(tmp), (args.classes or [1000])[0])
+        if args.per_run:
+            from tools.benchmark_runs import run
+
+            return run(Path(tmp), (args.classes or [10])[0], args.shots, args.epochs, args.preset)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         import trainers  # noqa: F401  (registers the trainers)
         from clip.tokenizer import get_tokenizer

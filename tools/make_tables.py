@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.result_tree import (DG_TARGETS, PAPER_DATASETS, XD_TARGETS, Cell, Partial, Table, Value,  # noqa: E402
-                               display_name, scan_base2new, scan_cross_dataset, scan_few_shot)
+                               display_name, scan_base2new, scan_cross_dataset, scan_few_shot, scan_zero_shot)
 
 logger = logging.getLogger(__name__)
 SHOTS = [1, 2, 4, 8, 16]
@@ -140,7 +140,24 @@ def few_shot_tables(root: Path, seeds: list[int], keyword: str, source: str = "i
                                                                points.get(k), seeds)]
         tables.append(Table(_slug(f"few_shot_{trainer}_{label}_{sub}"), f"Few-shot learning: {setting}",
                             ["Dataset"] + [f"{k} shot{'s' * (k > 1)}" for k in shots], rows))
-    return tables, missing
+    summary = few_shot_summary(tables, scan_zero_shot(root, keyword))
+    return tables + ([summary] if summary else []), missing
+
+
+def few_shot_summary(curves: list[Table], zero_shot: dict[str, dict[str, float]]) -> Table | None:
+    """Every method side by side: a row per few-shot curve (its average over the 11 datasets) and per zero-shot
+    CLIP config (0 shots), a column per shot count."""
+    shots = sorted({int(c.split()[0]) for t in curves for c in t.columns[1:]} | set(SHOTS))
+    rows: list[list[Value]] = [[f"Zero-shot CLIP / {cfg}", average_of([by.get(d) for d in PAPER_DATASETS],
+                                                                        len(PAPER_DATASETS))] + [None] * len(shots)
+                               for cfg, by in sorted(zero_shot.items())]
+    for table in curves:
+        values = dict(zip((int(c.split()[0]) for c in table.columns[1:]), table.rows[-1][1:]))
+        rows.append([table.title.split(": ", 1)[-1], None] + [values.get(k) for k in shots])
+    if not rows:
+        return None
+    return Table("few_shot_summary", "Few-shot learning: all methods (average over the 11 datasets)",
+                 ["Method", "0 shots"] + [f"{k} shot{'s' * (k > 1)}" for k in shots], rows)
 
 
 def collect(root: Path, seeds: list[int], keyword: str = "accuracy", source: str = "imagenet") -> Tables:
@@ -234,7 +251,7 @@ def plot_tables(tables: list[Table], out: Path) -> list[Path]:
         ax.set_title(table.title, fontsize=10)
         ax.legend(loc="lower right", fontsize=8)
         figures.append((fig, out / f"{table.name}.png"))
-    few_shot = [t for t in tables if t.name.startswith("few_shot_")]
+    few_shot = [t for t in tables if t.name.startswith("few_shot_") and t.name != "few_shot_summary"]
     # A panel per row with a number in some table (in table order): datasets without any run are left out.
     names = list(dict.fromkeys(str(row[0]) for t in few_shot for row in t.rows if _has_number(row)))
     if names:

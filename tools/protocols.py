@@ -39,6 +39,12 @@ METHODS = {
                   "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"),
     "zsclip": ("ZeroshotCLIP",),  # its CFG names a CoOp config (the backbone)
     "kgcoop": ("KgCoOp", *["vit_b16_ep100_ctxv1"] * 3),  # one config in every official script (few-shot: ours)
+    # feature-based baselines: few-shot only (the official codes have no other protocol); ViT-B/16 configs so that
+    # they sit beside the prompt methods (CFG=rn50: the official backbone)
+    "linear_probe": ("LinearProbeCLIP", "", "", "vit_b16"),
+    "clip_adapter": ("CLIP_Adapter", "", "", "vit_b16"),
+    "tip_adapter": ("TipAdapter", "", "", "vit_b16"),
+    "tip_adapter_f": ("TipAdapterF", "", "", "vit_b16"),
 }
 # Methods whose scripts name another config for ImageNet, per kind (base-to-novel, cross-dataset, few-shot).
 IMAGENET_CFGS = {"mmrl": ("vit_b16_imagenet", None, "vit_b16_imagenet")}
@@ -48,6 +54,7 @@ KIND_OPTS = {"mmrl": (("TASK", "B2N"), ("TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAIN
                       ("TASK", "FS"))}
 # Options an official script passes on top of its config file (after the protocol's, before EXTRA_OPTS)
 METHOD_OPTS = {"kgcoop": ("TRAINER.COOP.W", "8.0")}  # its scripts' weight of the knowledge-guided loss
+FEATURE_METHODS = ("linear_probe", "clip_adapter", "tip_adapter", "tip_adapter_f")
 VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
 PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "[DATASET] SEED",
              "xd_test": "DATASET SEED", "reproduce": "DATASET SEED WEIGHTSPATH",
@@ -56,7 +63,8 @@ PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", 
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
            **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl", "promptsrc",
                                      "kgcoop")},
-           "zsclip": {"zeroshot": "DATASET CFG"}}
+           "zsclip": {"zeroshot": "DATASET CFG"},
+           **{m: {"few_shot": PROTOCOLS["few_shot"]} for m in FEATURE_METHODS}}
 # the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
           "ucf101").split()
@@ -235,6 +243,8 @@ def plan(script: str, args: Sequence[str], env: Mapping[str, str]) -> list:
         (folder, grid), args = args, []
         _choice(script, "method", folder, [m for m in SCRIPTS if m != "zsclip"])
         _choice(script, "protocol", grid, GRIDS)
+        _choice(script, "protocol", grid, [g for g, (steps, *_) in GRIDS.items() if set(steps) <= set(SCRIPTS[folder])],
+                f" for method '{folder}'")
     else:
         if name == "run":  # scripts/run.sh METHOD PROTOCOL ARGS...
             _check_args(script, "METHOD PROTOCOL [ARGS...]", args)

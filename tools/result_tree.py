@@ -131,3 +131,13 @@ def scan_few_shot(root: Path, keyword: str = "accuracy") -> dict[tuple[str, str,
                 found.setdefault((dataset, parts[0], match.group(1), "/".join(parts[2:])), {})[
                     int(match.group(2))] = read_cell(root / dataset / Path(*parts), False, keyword)
     return found
+
+
+def scan_zero_shot(root: Path, keyword: str = "accuracy") -> dict[str, dict[str, float]]:
+    """cfg -> dataset -> value of the zero-shot runs (``<root>/ZeroshotCLIP/<cfg>/<dataset>``, scripts/zsclip)."""
+    found: dict[str, dict[str, float]] = {}
+    for folder in sorted((root / "ZeroshotCLIP").glob("*/*")) if (root / "ZeroshotCLIP").is_dir() else ():
+        runs, _ = read_runs([folder], keyword, True)
+        if folder in runs and folder.name in PAPER_DATASETS:
+            found.setdefault(folder.parent.name, {})[folder.name] = runs[folder].metrics[keyword]
+    return found

@@ -11,6 +11,7 @@ sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
 from engine import TRAINER_REGISTRY  # noqa: E402
+from engine.features import FeatureTrainer  # noqa: E402
 
 CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
            "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "VPT": "VPT/vit_b16_c2_ep5_batch4_4.yaml",
@@ -21,7 +22,7 @@ CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1
 
 def main(out: str, data: str, weights: str, device: str = "cpu") -> None:
     for name, cls in TRAINER_REGISTRY:
-        if cls.EVALUATES_WITHOUT_WEIGHTS:
+        if cls.EVALUATES_WITHOUT_WEIGHTS or issubclass(cls, FeatureTrainer):  # single-process trainers
             continue
         node = cls.CFG_NODE
         train.main(["--root", data, "--seed", "3", "--trainer", name,

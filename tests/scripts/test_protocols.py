@@ -30,6 +30,9 @@ METHODS = {
 # what a method's official scripts add after the protocol's options (KgCoOp: the weight its scripts pass)
 OPTS = {"kgcoop": ["TRAINER.COOP.W", "8.0"]}
 PROTOCOLS = ["base2new_train", "base2new_test", "xd_train", "xd_test", "reproduce", "reproduce_xd", "few_shot"]
+# the feature-based baselines: few-shot only, ViT-B/16 configs
+FEATURE_METHODS = {"linear_probe": "LinearProbeCLIP", "clip_adapter": "CLIP_Adapter", "tip_adapter": "TipAdapter",
+                   "tip_adapter_f": "TipAdapterF"}
 
 
 def _head(trainer: str, dataset: str, seed: str, cfg: str) -> list[str]:
@@ -42,7 +45,8 @@ def test_every_script_is_a_link_to_the_one_runner_and_configs_exist():
     scripts = REPO / "scripts"
     links = {str(p.relative_to(scripts)) for p in scripts.rglob("*.sh") if p.is_symlink()}
     assert links == {f"{m}/{p}.sh" for m in [*METHODS, "mmrl"] for p in PROTOCOLS} | {
-        "coop/main.sh", "coop/eval.sh", "zsclip/zeroshot.sh", "run_all.sh"}
+        "coop/main.sh", "coop/eval.sh", "zsclip/zeroshot.sh", "run_all.sh"} | {
+        f"{m}/few_shot.sh" for m in FEATURE_METHODS}
     assert {(scripts / link).resolve() for link in links} == {scripts / "run.sh"}
     assert sorted(p.name for p in scripts.rglob("*") if p.is_file() and not p.is_symlink()) == [
         "quickstart.sh", "run.sh"]
@@ -141,7 +145,7 @@ def test_overrides_cfg_shots_loadep_and_src(tmp_path):
     ("mudpt/xd_test.sh", ["dtd", "1", "XMuDPT"], "DATASET SEED [MuDPT|UMuDPT|UUMuDPT]"),
     ("run_all.sh", ["zsclip", "base2new"],
      "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt mmrl promptsrc "
-     "kgcoop)\n"),
+     "kgcoop linear_probe clip_adapter tip_adapter tip_adapter_f)\n"),
     ("run_all.sh", ["maple", "cross"], "unknown protocol 'cross' (choices: base2new xd dg few_shot)"),
     ("run_all.sh", ["maple"], "/run_all.sh METHOD PROTOCOL\n"),
     ("run.sh", ["zsclip", "base2new_train", "dtd", "1"],
@@ -259,3 +263,15 @@ def test_mmrl_scripts_add_the_official_task_and_imagenet_configs(tmp_path):
     assert [c[c.index("--config-file") + 1].split("/")[-1] for c in few] == ["vit_b16_few_shot.yaml",
                                                                             "vit_b16_imagenet.yaml"]
     assert all(c[-2:] == ["TASK", "FS"] for c in few)
+
+
+@pytest.mark.parametrize("method", sorted(FEATURE_METHODS))
+def test_feature_methods_few_shot_only(tmp_path, method):
+    trainer = FEATURE_METHODS[method]
+    assert (REPO / "configs" / "trainers" / trainer / "vit_b16.yaml").is_file()
+    assert (REPO / "configs" / "trainers" / trainer / "rn50.yaml").is_file()
+    cmds = commands(run(f"{method}/few_shot.sh", "caltech101", "1", "4", out_root=tmp_path))
+    assert cmds == [_head(trainer, "caltech101", "1", "vit_b16") + [
+        "--output-dir", f"{tmp_path}/caltech101/{trainer}/vit_b16_4shots/seed1", "DATASET.NUM_SHOTS", "4"]]
+    other = run("run_all.sh", method, "base2new", out_root=tmp_path)
+    assert other.returncode == 2 and "unknown protocol 'base2new'" in other.stderr

@@ -109,3 +109,15 @@ def test_arm_in_its_own_process(tiny_clip_path, tmp_path):
         assert info["pid"] != os.getpid()  # its own process: peak memory per arm
     with pytest.raises(ProcessLookupError):
         os.kill(info["pid"], 0)  # closing the stack ended it
+
+
+def test_time_per_run_of_the_feature_methods_and_coop(tiny_clip_path, tmp_path):
+    from tools.benchmark_runs import format_runs, time_runs
+
+    make_toy_dataset(tmp_path / "data", n_classes=3, per_class=8, size=32)
+    report = time_runs(tmp_path / "data", tiny_clip_path, 32, tmp_path, shots=2, epochs=1,
+                       methods=["CoOp", "TipAdapterF"])
+    assert report["CoOp"]["cached_s"] is None and report["TipAdapterF"]["cached_s"] > 0
+    assert all(0 <= r["accuracy"] <= 100 for r in report.values())
+    assert len(list((tmp_path / "features" / "TipAdapterF").glob("*.safetensors"))) > 0
+    assert "time per run (2 shots) vs CoOp: TipAdapterF" in format_runs(report, 2)

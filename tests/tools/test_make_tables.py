@@ -133,7 +133,8 @@ def test_cross_dataset_and_domain_generalisation(tree):
 def test_few_shot_curve_joins_coop_schedule_and_skips_xd_sources(tree):
     tables, missing = collect(tree, [1, 2, 3])
     few = [t for t in tables if t.name.startswith("few_shot")]
-    assert [t.name for t in few] == ["few_shot_CoOp_vit_b16+vit_b16_ep100+vit_b16_ep50"]  # no MaPLe xd source
+    # no MaPLe xd source; the summary lists every curve
+    assert [t.name for t in few] == ["few_shot_CoOp_vit_b16+vit_b16_ep100+vit_b16_ep50", "few_shot_summary"]
     table = few[0]
     assert table.columns == ["Dataset", "1 shot", "2 shots", "4 shots", "8 shots", "16 shots"]
     row = _row(table, "Caltech101")
@@ -143,6 +144,25 @@ def test_few_shot_curve_joins_coop_schedule_and_skips_xd_sources(tree):
     setting = "CoOp / vit_b16+vit_b16_ep100+vit_b16_ep50"
     assert f"few_shot {setting}: caltech101 16 shots: seed 3 missing" in missing
     assert f"few_shot {setting}: dtd: no run" in missing
+
+
+def test_few_shot_summary_puts_zero_shot_probe_adapters_and_prompts_side_by_side(tree):
+    for shots in (1, 4):
+        for seed in (1, 2):
+            _result(tree, f"caltech101/LinearProbeCLIP/vit_b16_{shots}shots/seed{seed}", 50.0 + shots + seed)
+            _result(tree, f"caltech101/TipAdapterF/vit_b16_{shots}shots/seed{seed}", 70.0 + shots)
+    _result(tree, "ZeroshotCLIP/vit_b16/caltech101", 60.0)
+    _result(tree, "ZeroshotCLIP/vit_b16/dtd", 40.0)
+    tables, _ = collect(tree, [1, 2])
+    summary = _table(tables, "few_shot_summary")
+    assert summary.columns == ["Method", "0 shots", "1 shot", "2 shots", "4 shots", "8 shots", "16 shots"]
+    assert [r[0] for r in summary.rows] == ["Zero-shot CLIP / vit_b16", "CoOp / vit_b16+vit_b16_ep100+vit_b16_ep50",
+                                            "LinearProbeCLIP / vit_b16", "TipAdapterF / vit_b16"]
+    assert summary.rows[0][1:] == [Partial(50.0, 2, 11), None, None, None, None, None]
+    probe = _row(summary, "LinearProbeCLIP")
+    assert probe[1] is None and probe[2] == Partial(52.5, 1, 11) and probe[4] == Partial(55.5, 1, 11)
+    assert _row(summary, "TipAdapterF")[4] == Partial(74.0, 1, 11)
+    assert "| Zero-shot CLIP / vit_b16 | 50.00 (2 of 11) |" in to_markdown(tables, [])
 
 
 def test_missing_runs_are_listed_with_reasons(tree):
@@ -186,7 +206,8 @@ def test_cli_writes_markdown_csv_and_png(tree, tmp_path, capsys):
     assert names == ["base2new_MaPLe_vit_b16_c2_ep5_batch4_2ctx_16shots.csv",
                      "base2new_MaPLe_vit_b16_c2_ep5_batch4_2ctx_16shots.png", "base2new_summary.csv",
                      "cross_dataset.csv", "domain_generalization.csv",
-                     "few_shot.png", "few_shot_CoOp_vit_b16+vit_b16_ep100+vit_b16_ep50.csv", "missing_runs.txt"]
+                     "few_shot.png", "few_shot_CoOp_vit_b16+vit_b16_ep100+vit_b16_ep50.csv",
+                     "few_shot_summary.csv", "missing_runs.txt"]
     for png in out.glob("*.png"):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

@@ -6,10 +6,13 @@ import torch
 
 import trainers  # noqa: F401  (fills the registry)
 from engine import TRAINER_REGISTRY
+from engine.features import FeatureTrainer
 
 from .helpers import build, caltech_argv
 
-TRAINABLE = [name for name, cls in TRAINER_REGISTRY if not name.startswith("ZeroshotCLIP")]
+TRAINABLE = [name for name, cls in TRAINER_REGISTRY
+             if not name.startswith("ZeroshotCLIP") and not issubclass(cls, FeatureTrainer)]
+FEATURE_TRAINERS = [name for name, cls in TRAINER_REGISTRY if issubclass(cls, FeatureTrainer)]
 CONFIG = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1.yaml"}
 CONFIG["IVLP"] = "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml"  # depths 12 cover both blocks of the tiny CLIP
 CONFIG["VPT"] = "VPT/vit_b16_c2_ep5_batch4_4.yaml"
@@ -55,6 +58,30 @@ def test_trainable_trainer_contract(name, data_root, tmp_path, tiny_clip_path):
         logits = trainer.model_inference(batch["img"])
     assert logits.shape == (batch["img"].shape[0], trainer.dm.num_classes)
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", FEATURE_TRAINERS)
+def test_feature_trainer_contract(name, data_root, tmp_path, tiny_clip_path):
+    """Trainers on cached image features: loaders of feature batches, a fit that gives finite logits, and
+    gradients (for the iterative ones) that reach exactly what the optimizer holds."""
+    trainer = _trainer(name, data_root, tmp_path, tiny_clip_path,
+                       ["DATALOADER.FEATURE_CACHE_DIR", str(tmp_path / "features"), "OPTIM.MAX_EPOCH", "1",
+                        "TRAINER.TIP_ADAPTER.AUGMENT_EPOCH", "2", "TRAINER.TIP_ADAPTER.SEARCH_STEP", "(4, 4)"])
+    batch = next(iter(trainer.train_loader_x))
+    assert set(batch) >= {"feat", "label", "impath"} and batch["feat"].shape[1] == trainer.clip.embed_dim
+    optim = trainer._optims[trainer.get_model_names()[0]]
+    if optim is not None:
+        if hasattr(trainer, "build_cache"):
+            trainer.build_cache()
+        trainer.set_model_mode("train")
+        out = trainer.forward_backward(batch)
+        assert torch.isfinite(torch.tensor(out["loss"]))
+        for p in (p for group in optim.param_groups for p in group["params"]):
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+    trainer.train()  # the whole fit, checkpoint and test
+    logits = trainer.model_inference(next(iter(trainer.test_loader))["feat"])
+    assert logits.shape[1] == trainer.dm.num_classes and torch.isfinite(logits).all()
+    assert len(list((tmp_path / "features").glob("*.safetensors"))) >= 2  # training and test features
 
 
 @pytest.mark.parametrize("position", ["end", "middle", "front"])
