@@ -155,9 +155,6 @@ def make_video_loader(items: Sequence[VideoDatum], num_segments: int, batch_size
     dataset = VideoFrameDataset(items, num_segments, transform)
     sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
     drop = shuffle if drop_last is None else drop_last
-    if drop and len(items) < batch_size:
-        raise ValueError(f"{len(items)} videos are fewer than one batch of {batch_size}, and the last incomplete "
-                         f"batch is dropped: lower the batch size")
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop, num_workers=workers)
 
 

@@ -4,3 +4,4 @@ from . import cocoop  # noqa: F401
 from . import ivlp, vpt  # noqa: F401
 from . import maple  # noqa: F401
 from . import mudpt  # noqa: F401
+from . import actionclip  # noqa: F401
