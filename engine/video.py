@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torchvision.transforms as T
 from PIL import Image
@@ -48,6 +49,21 @@ def segment_indices(num_frames: int, num_segments: int) -> List[int]:
         return [i * n // t for i in range(t)]
     step = n / t
     return [int(i * step + (step - 1) / 2.0) for i in range(t)]
+
+
+def random_segment_indices(num_frames: int, num_segments: int, rng=np.random) -> List[int]:
+    """0-based indices of TSN's random sampling (the Kinetics-400 config's ``random_shift``): a uniformly drawn
+    frame of each of ``num_segments`` segments ``[i * N // T, (i + 1) * N // T)``; a video with no more frames
+    than segments keeps every frame once and draws the rest at random, in sorted order. ``rng``: numpy's
+    global generator by default, as the official loader."""
+    n, t = num_frames, num_segments
+    if n < 1:
+        raise ValueError(f"A video needs at least one frame, got num_frames={n}")
+    if n <= t:
+        return sorted(np.concatenate([np.arange(n), rng.randint(n, size=t - n)]).tolist())
+    ticks = [i * n // t for i in range(t + 1)]
+    return [ticks[i] + (int(rng.randint(ticks[i + 1] - ticks[i])) if ticks[i + 1] > ticks[i] else 0)
+            for i in range(t)]
 
 
 # ----------------------------------------------------------------------------------------------- transforms
@@ -129,16 +145,17 @@ class VideoFrameDataset(Dataset):
     frames per video, read as ``<impath>/<template.format(index + 1)>``."""
 
     def __init__(self, items: Sequence[VideoDatum], num_segments: int, transform: Callable,
-                 template: str = FRAME_TEMPLATE) -> None:
+                 template: str = FRAME_TEMPLATE, random_shift: bool = False) -> None:
         self.items, self.num_segments = list(items), num_segments
-        self.transform, self.template = transform, template
+        self.transform, self.template, self.random_shift = transform, template, random_shift
 
     def __len__(self) -> int:
         return len(self.items)
 
     def frame_paths(self, item: VideoDatum) -> List[str]:
+        sample = random_segment_indices if self.random_shift else segment_indices
         return [os.path.join(item.impath, self.template.format(i + 1))
-                for i in segment_indices(item.num_frames, self.num_segments)]
+                for i in sample(item.num_frames, self.num_segments)]
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         item = self.items[index]
@@ -147,12 +164,14 @@ class VideoFrameDataset(Dataset):
 
 
 def make_video_loader(items: Sequence[VideoDatum], num_segments: int, batch_size: int, transform: Callable,
-                      shuffle: bool, workers: int = 0, drop_last: Optional[bool] = None) -> DataLoader:
+                      shuffle: bool, workers: int = 0, drop_last: Optional[bool] = None,
+                      random_shift: bool = False) -> DataLoader:
     """A loader of clips; ``drop_last`` defaults to ``shuffle`` (the official loaders drop the last incomplete
-    batch when training, and ActionCLIP's evaluation loader does too: pass ``True`` for it)."""
+    batch when training, and ActionCLIP's evaluation loader does too: pass ``True`` for it); ``random_shift``:
+    TSN's random frame per segment instead of the segment centres."""
     if not items:
         raise ValueError("Cannot build a video loader over an empty list")
-    dataset = VideoFrameDataset(items, num_segments, transform)
+    dataset = VideoFrameDataset(items, num_segments, transform, random_shift=random_shift)
     sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
     drop = shuffle if drop_last is None else drop_last
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop, num_workers=workers)
@@ -164,5 +183,5 @@ def clip_stack(batch_img: torch.Tensor) -> torch.Tensor:
     return batch_img.view(b, tc // 3, 3, h, w)
 
 
-__all__ = ["VideoDatum", "segment_indices", "eval_clip_transform", "training_clip_transform", "VideoFrameDataset",
-           "make_video_loader", "clip_stack"]
+__all__ = ["VideoDatum", "segment_indices", "random_segment_indices", "eval_clip_transform",
+           "training_clip_transform", "VideoFrameDataset", "make_video_loader", "clip_stack"]

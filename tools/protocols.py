@@ -36,7 +36,10 @@ METHODS = {
     "UMuDPT": ("UMuDPT", *["vit_b16_bz4_ep5_nctx2_depth9"] * 3),
     "UUMuDPT": ("UUMuDPT", *["vit_b16_bz4_ep10_nctx4_depth9"] * 3),
     "zsclip": ("ZeroshotCLIP",),  # its CFG names a CoOp config (the backbone)
+    "actionclip": ("ActionCLIP",),  # video datasets: its config follows the dataset (ACTIONCLIP_CONFIGS)
 }
+# ActionCLIP: the official training config of each video dataset (the paper's zero-shot source is Kinetics-400)
+ACTIONCLIP_CONFIGS = {"ucf101_video": "ucf_train", "hmdb51_video": "hmdb_train", "kinetics400_video": "k400_train"}
 VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
 PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "[DATASET] SEED",
              "xd_test": "DATASET SEED", "reproduce": "DATASET SEED WEIGHTSPATH",
@@ -44,7 +47,8 @@ PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", 
 # scripts/ folder -> its scripts and their arguments (the official ones)
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
            **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt")},
-           "zsclip": {"zeroshot": "DATASET CFG"}}
+           "zsclip": {"zeroshot": "DATASET CFG"},
+           "actionclip": {"train": "DATASET SEED", "test": "DATASET SEED", "zero_shot": "DATASET SEED"}}
 # the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
           "ucf101").split()
@@ -192,6 +196,34 @@ class Protocols:
         out = f"{self.root}/ZeroshotCLIP/{cfg}/{dataset}"
         return [self.job(out, dataset, None, config_file("trainers/CoOp", cfg), "--eval-only")]
 
+    # ------------------------------------------------------------------ ActionCLIP (video datasets)
+    def video_cfg(self, dataset: str) -> str:
+        _choice("actionclip", "video dataset", dataset, ACTIONCLIP_CONFIGS)
+        return self.tfile(self.env.get("CFG") or ACTIONCLIP_CONFIGS[dataset])
+
+    def video_dir(self, phase: str, dataset: str, cfg_file: str, seed: str) -> str:
+        """<root>/ActionCLIP/{train,test,zero_shot}/<dataset>/<cfg>/seed<S> (tools/make_tables.py reads it)."""
+        return f"{self.root}/ActionCLIP/{phase}/{dataset}/{Path(cfg_file).stem}/seed{seed}"
+
+    def train(self, dataset: str, seed: str) -> list:
+        """ActionCLIP fine-tuned on DATASET (the official run_train.sh with the dataset's training config)."""
+        cfg = self.video_cfg(dataset)
+        return [self.job(self.video_dir("train", dataset, cfg, seed), dataset, seed, cfg)]
+
+    def test(self, dataset: str, seed: str) -> list:
+        """The model of ``train DATASET SEED`` evaluated on DATASET (top-1 / top-5; the official run_test.sh)."""
+        cfg = self.video_cfg(dataset)
+        model = self.video_dir("train", dataset, cfg, seed)
+        return [self.job(self.video_dir("test", dataset, cfg, seed), dataset, seed, cfg, *self.evaluate(model, cfg))]
+
+    def zero_shot(self, dataset: str, seed: str) -> list:
+        """The model trained on SRC_DATASET (default kinetics400_video) evaluated on DATASET's classes."""
+        src = self.env.get("SRC_DATASET") or "kinetics400_video"
+        cfg = self.video_cfg(src)
+        model = self.video_dir("train", src, cfg, seed)
+        out = self.video_dir("zero_shot", f"{src}_to_{dataset}", cfg, seed)
+        return [self.job(out, dataset, seed, cfg, *self.evaluate(model, cfg))]
+
 
 def _coop_setting(cfg: str, shots: str, nctx: str, csc: str, ctp: str) -> tuple:
     """The folder of an official coop/main.sh run below <dataset>/CoOp/, and the options it sets."""
@@ -217,7 +249,7 @@ def plan(script: str, args: Sequence[str], env: Mapping[str, str]) -> list:
     if name == "run_all":
         _check_args(script, "METHOD PROTOCOL", args)
         (folder, grid), args = args, []
-        _choice(script, "method", folder, [m for m in SCRIPTS if m != "zsclip"])
+        _choice(script, "method", folder, [m for m in SCRIPTS if m not in ("zsclip", "actionclip")])
         _choice(script, "protocol", grid, GRIDS)
     else:
         if name == "run":  # scripts/run.sh METHOD PROTOCOL ARGS...

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 
 from clip import clip
 from clip.model import CLIP
-from engine import DATASET_REGISTRY, TRAINER_REGISTRY
+from engine import DATASET_REGISTRY, TRAINER_REGISTRY, distributed
 from engine.checkpoint import load_checkpoint, load_learnable
 from engine.evaluation import Classification
 from engine.trainer import TrainerBase
-from engine.video import clip_stack, make_video_loader, eval_clip_transform, training_clip_transform
+from engine.video import clip_stack, eval_clip_transform, make_video_loader, training_clip_transform
 
 from .actionclip_fusion import FUSION_TYPES, build_fusion
 from .base import check_input_size, load_clip
@@ -98,6 +98,7 @@ class ActionCLIP(TrainerBase):
     """ActionCLIP (Wang, Xing, Liu, arXiv 2109.08472): a new paradigm for video action recognition."""
 
     REGISTERED_NAME = "model"
+    VIDEO = True  # batches are clips (B, T * 3, H, W) of video datasets; the image-trainer contract tests skip it
     EVALUATES_WITHOUT_WEIGHTS = True  # the zero-shot protocol evaluates CLIP (+ an untrained fusion)
 
     @classmethod
@@ -114,6 +115,9 @@ class ActionCLIP(TrainerBase):
         node.F_RATIO = 10.0  # LR multiplier of the fusion module (official solver.f_ratio)
         node.FIX_TEXT = False  # detach the text features (official network.fix_text)
         node.EVAL_DROP_LAST = True  # the official evaluation loader drops the last incomplete batch
+        # training frames: False = segment centres (what the UCF101/HMDB51 configs run), True = a random frame per
+        # segment (the Kinetics-400 config's data.random_shift)
+        node.RANDOM_SHIFT = False
 
     def check_cfg(self) -> None:
         node = self.cfg.TRAINER.ACTIONCLIP
@@ -129,10 +133,13 @@ class ActionCLIP(TrainerBase):
     def build_data_loader(self) -> None:
         cfg, node = self.cfg, self.cfg.TRAINER.ACTIONCLIP
         self.check_cfg()
+        if distributed.world_size() > 1:
+            raise NotImplementedError("ActionCLIP runs in one process here (its video loaders are not sharded)")
         splits = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)  # video lists are used whole (no few-shot protocol)
         size, workers, t = cfg.INPUT.SIZE[0], int(cfg.DATALOADER.NUM_WORKERS), int(node.NUM_SEGMENTS)
         self.train_loader_x = make_video_loader(splits.train_x, t, cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
-                                                training_clip_transform(size), True, workers)
+                                                training_clip_transform(size), True, workers,
+                                                random_shift=node.RANDOM_SHIFT)
         test_tfm, bs = eval_clip_transform(size), cfg.DATALOADER.TEST.BATCH_SIZE
         self.val_loader = make_video_loader(splits.val, t, bs, test_tfm, False, workers, node.EVAL_DROP_LAST)
         self.test_loader = make_video_loader(splits.test, t, bs, test_tfm, False, workers, node.EVAL_DROP_LAST)

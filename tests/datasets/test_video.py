@@ -70,3 +70,19 @@ def test_multiscale_crop_is_one_of_the_fixed_positions():
         sides = [40, 35, 32, 26]  # int(40 * scale), a side within 3 px of 32 snapped to 32
         assert abs(sides.index(w) - sides.index(h)) <= 1
         assert x in {i * ((48 - w) // 4) for i in range(5)} and y in {i * ((40 - h) // 4) for i in range(5)}
+
+
+def test_random_segment_indices_follow_tsn():
+    import numpy as np
+
+    from engine.video import random_segment_indices
+
+    rng = np.random.RandomState(3)
+    for n in range(1, 30):
+        for t in (1, 4, 8):
+            got = random_segment_indices(n, t, rng)
+            assert len(got) == t and got == sorted(got) and all(0 <= i < n for i in got)
+            if n > t:  # one frame inside each segment [i*n//t, (i+1)*n//t)
+                assert all(i * n // t <= f < (i + 1) * n // t for i, f in enumerate(got)), (n, t, got)
+            else:
+                assert set(got) == set(range(n))

@@ -9,7 +9,8 @@ from engine import TRAINER_REGISTRY
 
 from .helpers import build, caltech_argv
 
-TRAINABLE = [name for name, cls in TRAINER_REGISTRY if not name.startswith("ZeroshotCLIP")]
+TRAINABLE = [name for name, cls in TRAINER_REGISTRY
+             if not name.startswith("ZeroshotCLIP") and not getattr(cls, "VIDEO", False)]  # video: test_actionclip.py
 CONFIG = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1.yaml"}
 CONFIG["IVLP"] = "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml"  # depths 12 cover both blocks of the tiny CLIP
 CONFIG["VPT"] = "VPT/vit_b16_c2_ep5_batch4_4.yaml"

@@ -12,7 +12,8 @@ from engine import TRAINER_REGISTRY
 from .helpers import build, caltech_argv
 from .test_registry import CONFIG
 
-TRAINABLE = [name for name, _ in TRAINER_REGISTRY if not name.startswith("ZeroshotCLIP")]
+TRAINABLE = [name for name, cls in TRAINER_REGISTRY
+             if not name.startswith("ZeroshotCLIP") and not getattr(cls, "VIDEO", False)]  # video: test_actionclip.py
 
 
 def _straightforward(model, on: bool) -> None:
