@@ -55,6 +55,11 @@ class VideoListReader(DatasetReader):
         self.val = self.read_list(self.val_list)
         self.test = list(self.val)
 
+    def _fix_hint(self) -> str:
+        return (f"Extract the videos into frame folders and write the lists as docs/DATASETS.md (\"Videos\") "
+                f"describes, under DATASET.ROOT {self.root}/{self.folder}/ (a synthetic stand-in: python "
+                f"tools/make_synthetic_videos.py {self.root} --dataset {type(self).__name__}).")
+
     def read_list(self, name: str) -> List[VideoDatum]:
         """The videos of list file ``lists/<name>``; the first one's frame folder must exist."""
         path = os.path.join(self.list_dir, name)
