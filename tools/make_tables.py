@@ -19,7 +19,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.result_tree import (DG_TARGETS, PAPER_DATASETS, XD_TARGETS, Cell, Partial, Table, Value,  # noqa: E402
-                               display_name, scan_base2new, scan_cross_dataset, scan_few_shot, scan_zero_shot)
+                               display_name, folders_with_seeds, read_cell, scan_base2new, scan_cross_dataset,
+                               scan_few_shot, scan_zero_shot)
 
 logger = logging.getLogger(__name__)
 SHOTS = [1, 2, 4, 8, 16]
@@ -160,10 +161,26 @@ def few_shot_summary(curves: list[Table], zero_shot: dict[str, dict[str, float]]
                  ["Method", "0 shots"] + [f"{k} shot{'s' * (k > 1)}" for k in shots], rows)
 
 
+def video_tables(root: Path, seeds: list[int]) -> Tables:
+    """ActionCLIP's runs (``<root>/ActionCLIP/{train,test,zero_shot}/<dataset>/<cfg>/seed<S>``): top-1 and top-5
+    per phase, dataset and config."""
+    rows, missing = [], []
+    for phase in ("train", "test", "zero_shot"):
+        for parts in folders_with_seeds(root / "ActionCLIP" / phase):
+            folder = root / "ActionCLIP" / phase / Path(*parts)
+            top1, top5 = read_cell(folder, phase != "train"), read_cell(folder, phase != "train", "top5")
+            rows.append([phase, "/".join(parts), top1, top5])
+            missing += _missing_lines(f"actionclip {phase} {'/'.join(parts)}", top1, seeds)
+    if not rows:
+        return [], []
+    return [Table("video_ActionCLIP", "ActionCLIP video recognition", ["Phase", "Dataset / config", "Top-1", "Top-5"],
+                  rows, ["train: the evaluation at the end of training (the val list)."])], missing
+
+
 def collect(root: Path, seeds: list[int], keyword: str = "accuracy", source: str = "imagenet") -> Tables:
     """Every table found under ``root`` and every missing run."""
     parts = (base2new_tables(root, seeds, keyword), transfer_tables(root, seeds, keyword, source),
-             few_shot_tables(root, seeds, keyword, source))
+             few_shot_tables(root, seeds, keyword, source), video_tables(root, seeds))
     return [t for tables, _ in parts for t in tables], [line for _, lines in parts for line in lines]
 
 

@@ -45,6 +45,7 @@ METHODS = {
     "clip_adapter": ("CLIP_Adapter", "", "", "vit_b16"),
     "tip_adapter": ("TipAdapter", "", "", "vit_b16"),
     "tip_adapter_f": ("TipAdapterF", "", "", "vit_b16"),
+    "actionclip": ("ActionCLIP",),  # video datasets: its config follows the dataset (ACTIONCLIP_CONFIGS)
 }
 # Methods whose scripts name another config for ImageNet, per kind (base-to-novel, cross-dataset, few-shot).
 IMAGENET_CFGS = {"mmrl": ("vit_b16_imagenet", None, "vit_b16_imagenet")}
@@ -55,6 +56,8 @@ KIND_OPTS = {"mmrl": (("TASK", "B2N"), ("TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAIN
 # Options an official script passes on top of its config file (after the protocol's, before EXTRA_OPTS)
 METHOD_OPTS = {"kgcoop": ("TRAINER.COOP.W", "8.0")}  # its scripts' weight of the knowledge-guided loss
 FEATURE_METHODS = ("linear_probe", "clip_adapter", "tip_adapter", "tip_adapter_f")
+# ActionCLIP: the official training config of each video dataset (the paper's zero-shot source is Kinetics-400)
+ACTIONCLIP_CONFIGS = {"ucf101_video": "ucf_train", "hmdb51_video": "hmdb_train", "kinetics400_video": "k400_train"}
 VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
 PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "[DATASET] SEED",
              "xd_test": "DATASET SEED", "reproduce": "DATASET SEED WEIGHTSPATH",
@@ -64,7 +67,8 @@ SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval
            **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl", "promptsrc",
                                      "kgcoop")},
            "zsclip": {"zeroshot": "DATASET CFG"},
-           **{m: {"few_shot": PROTOCOLS["few_shot"]} for m in FEATURE_METHODS}}
+           **{m: {"few_shot": PROTOCOLS["few_shot"]} for m in FEATURE_METHODS},
+           "actionclip": {"train": "DATASET SEED", "test": "DATASET SEED", "zero_shot": "DATASET SEED"}}
 # the papers' 11 datasets in their order (ImageNet, the source of cross-dataset runs, first) and the DG targets
 ELEVEN = ("imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat "
           "ucf101").split()
@@ -216,6 +220,34 @@ class Protocols:
         out = f"{self.root}/ZeroshotCLIP/{cfg}/{dataset}"
         return [self.job(out, dataset, None, config_file("trainers/CoOp", cfg), "--eval-only")]
 
+    # ------------------------------------------------------------------ ActionCLIP (video datasets)
+    def video_cfg(self, dataset: str) -> str:
+        _choice("actionclip", "video dataset", dataset, ACTIONCLIP_CONFIGS)
+        return self.tfile(self.env.get("CFG") or ACTIONCLIP_CONFIGS[dataset])
+
+    def video_dir(self, phase: str, dataset: str, cfg_file: str, seed: str) -> str:
+        """<root>/ActionCLIP/{train,test,zero_shot}/<dataset>/<cfg>/seed<S> (tools/make_tables.py reads it)."""
+        return f"{self.root}/ActionCLIP/{phase}/{dataset}/{Path(cfg_file).stem}/seed{seed}"
+
+    def train(self, dataset: str, seed: str) -> list:
+        """ActionCLIP fine-tuned on DATASET (the official run_train.sh with the dataset's training config)."""
+        cfg = self.video_cfg(dataset)
+        return [self.job(self.video_dir("train", dataset, cfg, seed), dataset, seed, cfg)]
+
+    def test(self, dataset: str, seed: str) -> list:
+        """The model of ``train DATASET SEED`` evaluated on DATASET (top-1 / top-5; the official run_test.sh)."""
+        cfg = self.video_cfg(dataset)
+        model = self.video_dir("train", dataset, cfg, seed)
+        return [self.job(self.video_dir("test", dataset, cfg, seed), dataset, seed, cfg, *self.evaluate(model, cfg))]
+
+    def zero_shot(self, dataset: str, seed: str) -> list:
+        """The model trained on SRC_DATASET (default kinetics400_video) evaluated on DATASET's classes."""
+        src = self.env.get("SRC_DATASET") or "kinetics400_video"
+        cfg = self.video_cfg(src)
+        model = self.video_dir("train", src, cfg, seed)
+        out = self.video_dir("zero_shot", f"{src}_to_{dataset}", cfg, seed)
+        return [self.job(out, dataset, seed, cfg, *self.evaluate(model, cfg))]
+
 
 def _coop_setting(cfg: str, shots: str, nctx: str, csc: str, ctp: str) -> tuple:
     """The folder of an official coop/main.sh run below <dataset>/CoOp/, and the options it sets."""
@@ -241,7 +273,7 @@ def plan(script: str, args: Sequence[str], env: Mapping[str, str]) -> list:
     if name == "run_all":
         _check_args(script, "METHOD PROTOCOL", args)
         (folder, grid), args = args, []
-        _choice(script, "method", folder, [m for m in SCRIPTS if m != "zsclip"])
+        _choice(script, "method", folder, [m for m in SCRIPTS if m not in ("zsclip", "actionclip")])
         _choice(script, "protocol", grid, GRIDS)
         _choice(script, "protocol", grid, [g for g, (steps, *_) in GRIDS.items() if set(steps) <= set(SCRIPTS[folder])],
                 f" for method '{folder}'")

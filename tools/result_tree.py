@@ -87,7 +87,7 @@ def read_cell(folder: Path, test_log: bool, keyword: str = "accuracy") -> Cell:
     return Cell({seeds[d]: run.metrics[keyword] for d, run in runs.items()}, {seeds[d]: p for d, p in problems.items()})
 
 
-def _folders_with_seeds(top: Path) -> list[tuple[str, ...]]:
+def folders_with_seeds(top: Path) -> list[tuple[str, ...]]:
     """The paths, relative to ``top``, of the folders under it that hold ``seed<S>`` folders, sorted."""
     found = {p.parent for p in top.rglob("seed*") if p.is_dir() and _SEED_DIR.match(p.name)} if top.is_dir() else ()
     return sorted(p.relative_to(top).parts for p in found)
@@ -99,7 +99,7 @@ def scan_base2new(root: Path, keyword: str = "accuracy") -> dict[tuple[str, str,
     found: dict[tuple[str, str, int], dict[str, dict[str, Cell]]] = {}
     for phase, column, test_log in (("train_base", "base", False), ("test_base", "base", True),
                                     ("test_new", "new", True)):
-        for parts in _folders_with_seeds(root / "base2new" / phase):
+        for parts in folders_with_seeds(root / "base2new" / phase):
             if len(parts) == 4 and parts[1].startswith("shots_") and parts[1][6:].isdigit():
                 dataset, shots, trainer, cfg = parts[0], int(parts[1][6:]), parts[2], parts[3]
                 cells = found.setdefault((trainer, cfg, shots), {}).setdefault(dataset, {})
@@ -112,7 +112,7 @@ def scan_cross_dataset(root: Path, source: str = "imagenet", keyword: str = "acc
     """"<trainer>/<cfg>_<K>shots[/<sub>]" -> dataset -> Cell, the source included (its evaluation wins, per
     seed, over the test at the end of xd_train)."""
     found: dict[str, dict[str, Cell]] = {}
-    for parts in (p for p in _folders_with_seeds(root / "evaluation") if len(p) >= 2):
+    for parts in (p for p in folders_with_seeds(root / "evaluation") if len(p) >= 2):
         found.setdefault("/".join(parts[:-1]), {})[parts[-1]] = read_cell(root / "evaluation" / Path(*parts), True,
                                                                          keyword)
     for setting, cells in found.items():
@@ -125,7 +125,7 @@ def scan_few_shot(root: Path, keyword: str = "accuracy") -> dict[tuple[str, str,
     """(dataset, trainer, cfg, sub) -> shots -> Cell, for every dataset of the papers."""
     found: dict[tuple[str, str, str, str], dict[int, Cell]] = {}
     for dataset in sorted(set(PAPER_DATASETS) | set(DG_TARGETS)):
-        for parts in _folders_with_seeds(root / dataset):
+        for parts in folders_with_seeds(root / dataset):
             match = _SHOTS_DIR.match(parts[1]) if len(parts) >= 2 else None
             if match:
                 found.setdefault((dataset, parts[0], match.group(1), "/".join(parts[2:])), {})[

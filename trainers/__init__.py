@@ -11,3 +11,4 @@ from . import kgcoop  # noqa: F401
 from . import linear_probe  # noqa: F401
 from . import tip_adapter  # noqa: F401
 from . import clip_adapter  # noqa: F401
+from . import actionclip  # noqa: F401

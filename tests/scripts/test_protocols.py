@@ -46,7 +46,8 @@ def test_every_script_is_a_link_to_the_one_runner_and_configs_exist():
     links = {str(p.relative_to(scripts)) for p in scripts.rglob("*.sh") if p.is_symlink()}
     assert links == {f"{m}/{p}.sh" for m in [*METHODS, "mmrl"] for p in PROTOCOLS} | {
         "coop/main.sh", "coop/eval.sh", "zsclip/zeroshot.sh", "run_all.sh"} | {
-        f"{m}/few_shot.sh" for m in FEATURE_METHODS}
+        f"{m}/few_shot.sh" for m in FEATURE_METHODS} | {
+        "actionclip/train.sh", "actionclip/test.sh", "actionclip/zero_shot.sh"}
     assert {(scripts / link).resolve() for link in links} == {scripts / "run.sh"}
     assert sorted(p.name for p in scripts.rglob("*") if p.is_file() and not p.is_symlink()) == [
         "quickstart.sh", "run.sh"]

@@ -14,6 +14,8 @@ DATASETS = {
     "food101": "Food101", "imagenet": "ImageNet", "imagenet_a": "ImageNetA", "imagenet_r": "ImageNetR",
     "imagenet_sketch": "ImageNetSketch", "imagenetv2": "ImageNetV2", "oxford_flowers": "OxfordFlowers",
     "oxford_pets": "OxfordPets", "stanford_cars": "StanfordCars", "sun397": "SUN397", "ucf101": "UCF101",
+    # ActionCLIP's video lists (ours: the official ActionCLIP configs name datasets inside one YAML per run)
+    "ucf101_video": "UCF101Video", "hmdb51_video": "HMDB51Video", "kinetics400_video": "Kinetics400Video",
 }
 # name -> (backbone, max epoch, CTX_INIT or None); rn50_val is the linear-probe/validation config (no OPTIM).
 COOP = {

@@ -11,7 +11,8 @@ from engine.features import FeatureTrainer
 from .helpers import build, caltech_argv
 
 TRAINABLE = [name for name, cls in TRAINER_REGISTRY
-             if not name.startswith("ZeroshotCLIP") and not issubclass(cls, FeatureTrainer)]
+             if not name.startswith("ZeroshotCLIP") and not issubclass(cls, FeatureTrainer)
+             and not getattr(cls, "VIDEO", False)]  # video: test_actionclip.py
 FEATURE_TRAINERS = [name for name, cls in TRAINER_REGISTRY if issubclass(cls, FeatureTrainer)]
 CONFIG = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1.yaml"}
 CONFIG["IVLP"] = "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml"  # depths 12 cover both blocks of the tiny CLIP
