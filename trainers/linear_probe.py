@@ -83,21 +83,21 @@ class LinearProbeCLIP(FrozenCLIPTrainer):
 
     @classmethod
     def add_config(cls, cfg) -> None:
-        cfg.TRAINER.LINEAR_PROBE = CN()
-        cfg.TRAINER.LINEAR_PROBE.C_GRID = [1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6]  # the first search's values of C
-        cfg.TRAINER.LINEAR_PROBE.NUM_STEP = 8  # halvings of the interval around the grid's best C
-        cfg.TRAINER.LINEAR_PROBE.MAX_ITER = 1000  # lbfgs iterations per fit
+        cfg.TRAINER.LPCLIP = CN()
+        cfg.TRAINER.LPCLIP.C_GRID = [1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6]  # the first search's values of C
+        cfg.TRAINER.LPCLIP.NUM_STEP = 8  # halvings of the interval around the grid's best C
+        cfg.TRAINER.LPCLIP.MAX_ITER = 1000  # lbfgs iterations per fit
         # (ours) L2-normalise the features first; False = the official probe (raw image-tower output)
-        cfg.TRAINER.LINEAR_PROBE.NORMALIZE = False
+        cfg.TRAINER.LPCLIP.NORMALIZE = False
 
     def build_head(self) -> None:
-        c = self.cfg.TRAINER.LINEAR_PROBE
+        c = self.cfg.TRAINER.LPCLIP
         self.model = LinearHead(self.clip.embed_dim, self.num_classes, c.NORMALIZE).to(self.device)
         self.register_model(self.REGISTERED_NAME, self.model)
 
     def run_epoch(self) -> None:
         """The whole fit: search C on the validation split (the training split without one), fit, keep it."""
-        c = self.cfg.TRAINER.LINEAR_PROBE
+        c = self.cfg.TRAINER.LPCLIP
         x, y = (t.numpy() for t in self.split_features("train_x"))
         x = self.model.prepare(torch.from_numpy(x)).numpy()
         if self.dm.dataset.val:
