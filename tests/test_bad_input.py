@@ -106,7 +106,7 @@ def test_a_checkpoint_of_another_method_is_named(data_root, tiny_clip_path, tmp_
     torch.save({"state_dict": {}}, model_dir / "MultiModalPromptLearner" / "model.pth.tar-5")
     argv = _argv(data_root, tmp_path / "eval", tiny_clip_path,
                  flags=("--eval-only", "--model-dir", str(model_dir), "--load-epoch", "5"))
-    _fails(argv, capsys, "MultiModalPromptLearner/ is written by MaPLe", "--trainer")
+    _fails(argv, capsys, "MultiModalPromptLearner/ is written by ExtrasLinearProbeMaPLe or MaPLe", "--trainer")
 
 
 def test_eval_only_without_weights_is_refused_except_for_zero_shot(data_root, tiny_clip_path, tmp_path, capsys):
