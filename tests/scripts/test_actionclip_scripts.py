@@ -1,5 +1,6 @@
 """ActionCLIP's scripts run on synthetic videos with a tiny random CLIP: train, test and zero-shot transfer to
-another dataset through the one runner (tools/protocols.py), then the tables tool reads top-1 / top-5."""
+another dataset through the one runner (tools/grid.py, planned by tools/protocols.py), then the tables tool reads
+top-1 / top-5."""
 from __future__ import annotations
 
 from tests.scripts.helpers import commands, run
@@ -7,7 +8,7 @@ from tests.scripts.test_methods_end_to_end import in_process  # noqa: F401  (fix
 
 
 def test_actionclip_scripts_run_end_to_end(tmp_path, tiny_clip_path, in_process):  # noqa: F811
-    from tools import protocols
+    from tools import grid
     from tools.make_synthetic_videos import make_videos
     from tools.make_tables import collect, to_markdown
 
@@ -24,8 +25,8 @@ def test_actionclip_scripts_run_end_to_end(tmp_path, tiny_clip_path, in_process)
                           ("zero_shot.sh", "hmdb51_video", "1")]:
         before = len(launched)
         dry = commands(run(f"actionclip/{script}", *args, data=str(data), out_root=out, env=env))
-        status = protocols.main([f"scripts/actionclip/{script}", *args], launch=launch,
-                                env={**env, "DATA": str(data), "OUTPUT_ROOT": str(out)})
+        status = grid.main(["--script", f"scripts/actionclip/{script}", *args], launch=launch,
+                           env={**env, "DATA": str(data), "OUTPUT_ROOT": str(out)})
         assert status == 0 and launched[before:] == dry and len(dry) == 1, (script, dry, launched)
     assert "configs/trainers/ActionCLIP/ucf_train.yaml" in launched[-1]
     tables, missing = collect(out, [1])
