@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import trainers  # noqa: F401  (fills the registry)
 from engine import TRAINER_REGISTRY
-from engine.features import FeatureTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "engine" / "ddp_driver.py"
-# trainers on cached image features run in one process (they refuse torchrun: a fit takes seconds)
-TRAINABLE = [name for name, cls in TRAINER_REGISTRY
-             if not cls.EVALUATES_WITHOUT_WEIGHTS and not issubclass(cls, FeatureTrainer)]
+sys.path.insert(0, str(DRIVER.parent))
+from ddp_driver import single_process  # noqa: E402
+
+TRAINABLE = [name for name, cls in TRAINER_REGISTRY if not single_process(cls)]
 
 
 def _launch(processes: int, out: Path, data: Path, weights: Path) -> None:
@@ -47,8 +48,12 @@ def test_two_processes_train_what_one_process_trains(name, runs):
     one, two = runs / "p1" / name, runs / "p2" / name
     expected, got = _final(one), _final(two)
     assert sorted(got) == sorted(expected)
+    # The two processes sum the gradients in another order (rounding ~1e-7 of a gradient). SGD passes that on
+    # unchanged (1e-5 of the tensor's abs max holds); Adam divides each step by the root of the second moment, which
+    # scales the rounding of near-zero gradients up to lr-sized differences: 1e-4 there (MMRL measured 1.4e-5).
+    adam = yaml.safe_load((one / "config.yaml").read_text())["OPTIM"]["NAME"] in ("adam", "adamw")
     for key, value in expected.items():
-        assert (got[key] - value).abs().max() <= 1e-5 * max(value.abs().max().item(), 1e-12), key
+        assert (got[key] - value).abs().max() <= (1e-4 if adam else 1e-5) * max(value.abs().max().item(), 1e-12), key
     result_one, result_two = (json.loads((f / "results.json").read_text()) for f in (one, two))
     assert result_two["accuracy"] == result_one["accuracy"] and result_two["num_images"] == 36
     assert (result_one["world_size"], result_two["world_size"]) == (1, 2)

@@ -17,12 +17,23 @@ CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1
            "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "VPT": "VPT/vit_b16_c2_ep5_batch4_4.yaml",
            "IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml", "MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml",
            "UMuDPT": "UMuDPT/vit_b16_bz4_ep5_nctx2_depth9.yaml",
-           "UUMuDPT": "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"}
+           "UUMuDPT": "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml",
+           "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+           "ExtrasLinearProbeCoOp": "ExtrasLinearProbeCoOp/vit_b16_ep10_bs4_lr35.yaml",
+           "ExtrasLinearProbeCoCoOp": "ExtrasLinearProbeCoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
+           "ExtrasLinearProbeMaPLe": "ExtrasLinearProbeMaPLe/vit_b16_c2_ep10_batch4_2ctx.yaml",
+           "MMRL": "MMRL/vit_b16.yaml"}
+TINY_OPTS = {"MMRL": ["TRAINER.MMRL.REP_LAYERS", "[1, 2]"]}  # the official layers 6..12 are past the tiny CLIP's 2
+
+
+def single_process(cls) -> bool:
+    """Trainers the DDP tests leave out: no weights to train, cached features (a fit takes seconds), videos."""
+    return cls.EVALUATES_WITHOUT_WEIGHTS or issubclass(cls, FeatureTrainer) or getattr(cls, "VIDEO", False)
 
 
 def main(out: str, data: str, weights: str, device: str = "cpu") -> None:
     for name, cls in TRAINER_REGISTRY:
-        if cls.EVALUATES_WITHOUT_WEIGHTS or issubclass(cls, FeatureTrainer):  # single-process trainers
+        if single_process(cls):
             continue
         node = cls.CFG_NODE
         train.main(["--root", data, "--seed", "3", "--trainer", name,
@@ -32,7 +43,7 @@ def main(out: str, data: str, weights: str, device: str = "cpu") -> None:
                     "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']", "MODEL.BACKBONE.PATH", weights,
                     "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.02", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
                     "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "8", f"TRAINER.{node}.PREC", "fp32",
-                    "USE_CUDA", str(device == "cuda")])
+                    "USE_CUDA", str(device == "cuda"), *TINY_OPTS.get(name, ())])
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ import torch
 
 import trainers  # noqa: F401  (fills the registry)
 from engine import TRAINER_REGISTRY
-from tests.engine.ddp_driver import CONFIGS
+from tests.engine.ddp_driver import CONFIGS, TINY_OPTS, single_process
 from tests.trainers.helpers import build
 
 REPO = Path(__file__).resolve().parents[2]
-TRAINABLE = [name for name, cls in TRAINER_REGISTRY if not cls.EVALUATES_WITHOUT_WEIGHTS]
+TRAINABLE = [name for name, cls in TRAINER_REGISTRY if not single_process(cls)]  # image prompt trainers
 # precision -> (logits, loss, update, cosine): logits and update (all learnable tensors) as fractions of the CPU fp32
 # abs max, the loss absolute, the least cosine similarity of the update with the CPU one
 TOLERANCE = {"fp32": (2e-3, 1e-3, 1e-2, 0.9999), "amp": (1e-2, 1e-2, 5e-2, 0.999),
@@ -40,7 +40,7 @@ def _one_step(name: str, device: str, prec: str, data: Path, weights: Path, out:
                      "--config-file", str(REPO / "configs/trainers" / CONFIGS.get(name, "CoOp/vit_b16.yaml")),
                      "DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base", "INPUT.SIZE", "(32, 32)",
                      "MODEL.BACKBONE.PATH", str(weights), "DATALOADER.NUM_WORKERS", "0", "OPTIM.LR", "0.02",
-                     f"TRAINER.{node}.PREC", prec, "USE_CUDA", str(device == "cuda")])
+                     f"TRAINER.{node}.PREC", prec, "USE_CUDA", str(device == "cuda"), *TINY_OPTS.get(name, ())])
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(4, 3, 32, 32, generator=generator)  # (B, 3, H, W)
     labels = torch.arange(4) % trainer.dm.num_classes  # (B,)
