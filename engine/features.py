@@ -30,10 +30,11 @@ logger = logging.getLogger(__name__)
 Tensors = Dict[str, torch.Tensor]
 
 
-def _tensors_digest(tensors: Tensors) -> str:
+def tensors_digest(tensors: Tensors) -> str:
+    """SHA256 of named tensors: names, dtypes, shapes and raw bytes, in sorted name order."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].contiguous()
+        t = tensors[name].detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
@@ -72,7 +73,7 @@ class FeatureCache:
             problem = None
             if meta.get("key") != key:
                 problem = f"it was written for key {meta.get('key')!r}"
-            elif meta.get("sha256") != _tensors_digest(tensors):
+            elif meta.get("sha256") != tensors_digest(tensors):
                 problem = "its tensors do not match the checksum written with them"
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
             problem = f"it cannot be read ({err})"
@@ -86,7 +87,7 @@ class FeatureCache:
     def save(self, key: str, tensors: Tensors, about: Dict[str, Any]) -> None:
         """Store ``tensors`` under ``key`` atomically; ``about`` (what they are) is kept in the file's metadata."""
         tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-        meta = {"key": key, "sha256": _tensors_digest(tensors), "about": json.dumps(about, default=str)}
+        meta = {"key": key, "sha256": tensors_digest(tensors), "about": json.dumps(about, default=str)}
         atomic_write(self.path(key), lambda temp: save_file(tensors, temp, metadata=meta))
 
     def get(self, parts: Dict[str, Any], compute: Callable[[], Tensors]) -> Tensors:

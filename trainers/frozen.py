@@ -3,30 +3,16 @@ freeze it, say which encoder the cached features come from. The caching itself i
 from __future__ import annotations
 
 import logging
-import os
-from typing import Dict, Tuple
 
 import torch
 
-from clip.loading import resolve_model_path, sha256_of
 from clip.model import CLIP, cast_model
-from engine.features import FeatureTrainer
+from engine.features import FeatureTrainer, tensors_digest
 
 from .base import check_input_size, freeze, load_clip
 from .replay import replay_openai_init
 
 logger = logging.getLogger(__name__)
-
-_WEIGHT_DIGESTS: Dict[Tuple[str, int, int], str] = {}
-
-
-def weights_digest(path: str) -> str:
-    """SHA256 of a weights file, computed once per process and file version (size, mtime)."""
-    stat = os.stat(path)
-    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _WEIGHT_DIGESTS:
-        _WEIGHT_DIGESTS[key] = sha256_of(path)
-    return _WEIGHT_DIGESTS[key]
 
 
 class FrozenCLIPTrainer(FeatureTrainer):
@@ -38,6 +24,8 @@ class FrozenCLIPTrainer(FeatureTrainer):
 
     def build_model(self) -> None:
         self.clip: CLIP = freeze(load_clip(self.cfg))
+        # the loaded image tower's tensors, not a file: the same for every family, layout and name that loads them
+        self.tower_digest = tensors_digest(self.clip.visual.state_dict())
         check_input_size(self.cfg, self.clip)
         self.precision = self.build_precision("fp16" if self.device.type == "cuda" else "fp32")
         cast_model(self.clip.to(self.device), self.precision.frozen_dtype)
@@ -54,8 +42,7 @@ class FrozenCLIPTrainer(FeatureTrainer):
             replay_openai_init(**self.clip.config)
 
     def encoder_identity(self) -> str:
-        path = self.cfg.MODEL.BACKBONE.PATH or resolve_model_path(self.cfg.MODEL.BACKBONE.NAME)
-        return f"clip-image:{weights_digest(path)}:{self.precision.frozen_dtype}"
+        return f"clip-image:{self.tower_digest}:{self.precision.frozen_dtype}"
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 
 import trainers  # noqa: F401  (fills the registry)
 from engine import TRAINER_REGISTRY
+from engine.features import FeatureTrainer
 
 from .helpers import build, caltech_argv
 from .test_registry import CONFIG, EVERY_LEVEL_USED
@@ -30,11 +31,19 @@ def family_dir(request):
 @pytest.mark.parametrize("name", NAMES)
 def test_trainer_trains_and_evaluates_on_each_family(name, family_dir, data_root, tmp_path):
     family, weights = family_dir
+    frozen_tower = issubclass(dict(TRAINER_REGISTRY)[name], FeatureTrainer)  # a head on cached features
     extra = [*EVERY_LEVEL_USED.get(name, ()), "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "64"]
+    if frozen_tower:
+        extra += ["DATALOADER.FEATURE_CACHE_DIR", str(tmp_path / "features"), "OPTIM.MAX_EPOCH", "1",
+                  "TRAINER.TIP_ADAPTER.AUGMENT_EPOCH", "1", "TRAINER.TIP_ADAPTER.SEARCH_STEP", "(2, 2)"]
     argv = caltech_argv(data_root, tmp_path / "out", weights, name, CONFIG.get(name, "CoOp/vit_b16.yaml"), 32, extra)
     trainer = build(argv)
-    assert trainer.model.clip.family == family
-    if not name.startswith("ZeroshotCLIP"):
+    assert (trainer.clip if frozen_tower else trainer.model.clip).family == family
+    if frozen_tower:  # the whole fit on the family's features, then the test below
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        trainer.train()
+        assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters()), "nothing was fit"
+    elif not name.startswith("ZeroshotCLIP"):
         trainer.set_model_mode("train")
         batch = next(iter(trainer.dm.train_loader_x))
         before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
