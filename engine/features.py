@@ -17,8 +17,8 @@ import os
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from fileio import atomic_write
 
@@ -65,11 +65,9 @@ class FeatureCache:
         if not os.path.isfile(path):
             return None
         try:
-            tensors = load_file(path)
-            from safetensors import safe_open
-
-            with safe_open(path, framework="pt") as handle:
+            with safe_open(path, framework="pt") as handle:  # one read: the tensors and their metadata
                 meta = handle.metadata() or {}
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
             problem = None
             if meta.get("key") != key:
                 problem = f"it was written for key {meta.get('key')!r}"
