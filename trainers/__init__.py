@@ -8,6 +8,7 @@ from . import mmrl  # noqa: F401
 from . import promptsrc  # noqa: F401
 from . import dept  # noqa: F401
 from . import kgcoop  # noqa: F401
+from . import prograd, tcp  # noqa: F401
 from . import linear_probe  # noqa: F401
 from . import tip_adapter  # noqa: F401
 from . import clip_adapter  # noqa: F401
