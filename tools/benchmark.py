@@ -47,10 +47,14 @@ from tools.make_toy_dataset import make_toy_dataset  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
-# method -> official config under configs/trainers (its config node is the method's name in capitals)
+# method -> official config under configs/trainers (PREC lives in the trainer's CFG_NODE)
 METHODS = {"MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "CoOp": "CoOp/vit_b16.yaml",
            "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", "IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
-           "MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml", "MMRL": "MMRL/vit_b16.yaml"}
+           "MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml", "MMRL": "MMRL/vit_b16.yaml",
+           "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml", "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv1.yaml",
+           "ProGrad": "ProGrad/rn50_ep100.yaml", "TCP": "TCP/vit_b16_ep100_ctxv1.yaml",
+           "ExtrasLinearProbeMaPLe": "ExtrasLinearProbeMaPLe/vit_b16_c2_ep10_batch4_2ctx.yaml"}
+SECONDARY = [m for m in METHODS if m not in ("MaPLe", "CoCoOp")]  # --quick: reduced plans
 ARMS = ("straight", "ours")
 QUIET_WAIT_S = 60.0  # on CPU, the longest wait for other programs to leave the CPUs idle before a repetition
 # Word pools for ImageNet-length names: CoOp's ImageNet names are mostly 1-3 words, a few hyphenated; the longest
@@ -125,7 +129,11 @@ def build_argv(spec: ArmSpec) -> List[str]:
     on = str(spec.arm == "ours")
     opts = ["MODEL.TRIM_TEXT", on, "TEST.CACHE_TEXT", on] + (
         ["TRAINER.COCOOP.BATCHED_TEXT", on] if spec.method == "CoCoOp" else [])
-    opts += [f"TRAINER.{spec.method.upper()}.PREC", "fp32"] if spec.device == "cpu" else []
+    if spec.device == "cpu":
+        from engine import TRAINER_REGISTRY
+        import trainers  # noqa: F401  (registers the trainers)
+
+        opts += [f"TRAINER.{TRAINER_REGISTRY.get(spec.method).CFG_NODE}.PREC", "fp32"]
     return ["--root", spec.data_root, "--seed", str(spec.seed), "--trainer", spec.method,
             "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
             "--config-file", str(REPO / "configs/trainers" / METHODS[spec.method]), "--output-dir",
@@ -303,13 +311,13 @@ def plans_for(quick: bool, reps: int) -> Dict[str, Plan]:
         return {"MaPLe": Plan(reps=reps, eval_images=200, straight_eval_images=100, eval_reps=2),
                 # 2 images = 2 x 100 class prompts per test image; the official loop at 77 tokens costs ~15 s each
                 "CoCoOp": Plan(reps=reps, eval_images=2, straight_eval_images=2),
-                "CoOp": secondary, "IVLP": secondary, "MuDPT": secondary, "MMRL": secondary}
+                **{m: secondary for m in SECONDARY}}
     plan = Plan(reps, 1000, 1000, reps, reps)
     return {m: replace(plan, eval_images=100, straight_eval_images=100) if m == "CoCoOp" else plan for m in METHODS}
 
 
 QUICK_NOTES = [
-    "--quick: CoOp, IVLP, MuDPT and MMRL get 1 timed step per arm (after the warm-up) and no timed evaluation (logits "
+    f"--quick: {', '.join(SECONDARY)} get 1 timed step per arm (after the warm-up) and no timed evaluation (logits "
     "compared on 4 test images); MaPLe: ours and the image floor twice each over 200 images in ABBA order, the "
     "straightforward path once over 100 (compared per image); CoCoOp evaluates 2 images (its text depends on the "
     "image: 200 images x 100 classes at 77 tokens would take over 30 minutes on 2 cores).",

@@ -39,6 +39,9 @@ METHODS = {
                   "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"),
     "zsclip": ("ZeroshotCLIP",),  # its CFG names a CoOp config (the backbone)
     "kgcoop": ("KgCoOp", *["vit_b16_ep100_ctxv1"] * 3),  # one config in every official script (few-shot: ours)
+    # ProGrad ships RN50 configs only (its scripts: rn50_ep100, 16 context tokens); TCP one ViT-B/16 file
+    "prograd": ("ProGrad", *["rn50_ep100"] * 3),
+    "tcp": ("TCP", *["vit_b16_ep100_ctxv1"] * 3),
     # feature-based baselines: few-shot only (the official codes have no other protocol); ViT-B/16 configs so that
     # they sit beside the prompt methods (CFG=rn50: the official backbone)
     "linear_probe": ("LinearProbeCLIP", "", "", "vit_b16"),
@@ -54,7 +57,10 @@ IMAGENET_CFGS = {"mmrl": ("vit_b16_imagenet", None, "vit_b16_imagenet")}
 KIND_OPTS = {"mmrl": (("TASK", "B2N"), ("TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAINER.MMRL.REP_DIM", "512", "TASK", "CD"),
                       ("TASK", "FS"))}
 # Options an official script passes on top of its config file (after the protocol's, before EXTRA_OPTS)
-METHOD_OPTS = {"kgcoop": ("TRAINER.COOP.W", "8.0")}  # its scripts' weight of the knowledge-guided loss
+# KgCoOp: its scripts' weight of the knowledge-guided loss; ProGrad: its LAMBDA; TCP: its 4 context tokens (and the
+# W its script passes, which its loss does not read)
+METHOD_OPTS = {"kgcoop": ("TRAINER.COOP.W", "8.0"), "prograd": ("LOSS.LAMBDA", "1.0"),
+               "tcp": ("TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.W", "1.0")}
 FEATURE_METHODS = ("linear_probe", "clip_adapter", "tip_adapter", "tip_adapter_f")
 # ActionCLIP: the official training config of each video dataset (the paper's zero-shot source is Kinetics-400)
 ACTIONCLIP_CONFIGS = {"ucf101_video": "ucf_train", "hmdb51_video": "hmdb_train", "kinetics400_video": "k400_train"}
@@ -65,7 +71,7 @@ PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", 
 # scripts/ folder -> its scripts and their arguments (the official ones)
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
            **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl", "promptsrc",
-                                     "kgcoop")},
+                                     "kgcoop", "prograd", "tcp")},
            "zsclip": {"zeroshot": "DATASET CFG"},
            **{m: {"few_shot": PROTOCOLS["few_shot"]} for m in FEATURE_METHODS},
            "actionclip": {"train": "DATASET SEED", "test": "DATASET SEED", "zero_shot": "DATASET SEED"}}

@@ -26,9 +26,12 @@ METHODS = {
     "promptsrc": ("PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", "20", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
                   "20", "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"),
     "kgcoop": ("KgCoOp", "vit_b16_ep100_ctxv1", "100", "vit_b16_ep100_ctxv1", "100", "vit_b16_ep100_ctxv1"),
+    "prograd": ("ProGrad", "rn50_ep100", "100", "rn50_ep100", "100", "rn50_ep100"),
+    "tcp": ("TCP", "vit_b16_ep100_ctxv1", "50", "vit_b16_ep100_ctxv1", "50", "vit_b16_ep100_ctxv1"),
 }
 # what a method's official scripts add after the protocol's options (KgCoOp: the weight its scripts pass)
-OPTS = {"kgcoop": ["TRAINER.COOP.W", "8.0"]}
+OPTS = {"kgcoop": ["TRAINER.COOP.W", "8.0"], "prograd": ["LOSS.LAMBDA", "1.0"],
+        "tcp": ["TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.W", "1.0"]}
 PROTOCOLS = ["base2new_train", "base2new_test", "xd_train", "xd_test", "reproduce", "reproduce_xd", "few_shot"]
 # the feature-based baselines: few-shot only, ViT-B/16 configs
 FEATURE_METHODS = {"linear_probe": "LinearProbeCLIP", "clip_adapter": "CLIP_Adapter", "tip_adapter": "TipAdapter",
@@ -146,7 +149,7 @@ def test_overrides_cfg_shots_loadep_and_src(tmp_path):
     ("mudpt/xd_test.sh", ["dtd", "1", "XMuDPT"], "DATASET SEED [MuDPT|UMuDPT|UUMuDPT]"),
     ("run_all.sh", ["zsclip", "base2new"],
      "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt mmrl promptsrc "
-     "kgcoop linear_probe clip_adapter tip_adapter tip_adapter_f)\n"),
+     "kgcoop prograd tcp linear_probe clip_adapter tip_adapter tip_adapter_f)\n"),
     ("run_all.sh", ["maple", "cross"], "unknown protocol 'cross' (choices: base2new xd dg few_shot)"),
     ("run_all.sh", ["maple"], "/run_all.sh METHOD PROTOCOL\n"),
     ("run.sh", ["zsclip", "base2new_train", "dtd", "1"],

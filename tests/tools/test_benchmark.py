@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from tools.benchmark import (ArmSpec, Plan, build_argv, format_table, imagenet_length_names, run_benchmark, spawn_arm,
-                             step_flops, tower_flops)
+from tools.benchmark import (METHODS, ArmSpec, Plan, build_argv, format_table, imagenet_length_names,
+                             run_benchmark, spawn_arm, step_flops, tower_flops)
 from tools.make_toy_dataset import CALTECH101_CLASSNAMES, make_toy_dataset
 
 HEADLINE = ("maple_train_speedup", "cocoop_train_speedup", "eval_vs_image_floor", "maple_memory_ratio",
@@ -57,6 +57,18 @@ def test_arm_argv_selects_the_paths():
     cuda = build_argv(ArmSpec(method="MaPLe", arm="ours", data_root="/d", weights="/w.pt", output_dir="/o",
                               device="cuda"))
     assert "TRAINER.MAPLE.PREC" not in cuda and cuda[cuda.index("USE_CUDA") + 1] == "True"  # the config's PREC
+
+
+def test_every_benchmarked_method_gets_a_valid_command_line_at_fp32_on_cpu(tmp_path):
+    """Each method's arm command line merges (config file and overrides) and sets its own node's PREC."""
+    import train
+    from engine import TRAINER_REGISTRY
+
+    for method in METHODS:
+        argv = build_argv(ArmSpec(method=method, arm="ours", data_root=str(tmp_path), weights="/w.pt",
+                                  output_dir=str(tmp_path / "o")))
+        cfg = train.setup_cfg(train.build_parser().parse_args(argv))
+        assert cfg.TRAINER.NAME == method and cfg.TRAINER[TRAINER_REGISTRY.get(method).CFG_NODE].PREC == "fp32"
 
 
 def test_toy_dataset_with_imagenet_length_names(tmp_path):
