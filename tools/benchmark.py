@@ -44,6 +44,8 @@ if str(REPO) not in sys.path:
 
 from tools.make_toy_clip import make_toy_clip_state_dict  # noqa: E402
 from tools.make_toy_dataset import make_toy_dataset  # noqa: E402
+from tools.protocols import METHOD_OPTS  # noqa: E402
+from tools.protocols import METHODS as PROTOCOL_METHODS  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 
@@ -52,8 +54,11 @@ METHODS = {"MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "CoOp": "CoOp/vit_b
            "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", "IVLP": "IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
            "MuDPT": "MuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml", "MMRL": "MMRL/vit_b16.yaml",
            "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml", "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv1.yaml",
-           "ProGrad": "ProGrad/rn50_ep100.yaml", "TCP": "TCP/vit_b16_ep100_ctxv1.yaml",
-           "ExtrasLinearProbeMaPLe": "ExtrasLinearProbeMaPLe/vit_b16_c2_ep10_batch4_2ctx.yaml"}
+           "ProGrad": "ProGrad/rn50_ep100.yaml", "TCP": "TCP/vit_b16_ep100_ctxv1.yaml"}
+# DePT (ExtrasLinearProbe*) is left out: its head exists on base classes only, and its text and image paths are
+# those of the method it is mixed into (measured here), plus one linear layer.
+# the options each method's scripts add to its config (tools/protocols.py), e.g. TCP's 4 context tokens
+SCRIPT_OPTS = {PROTOCOL_METHODS[folder][0]: list(opts) for folder, opts in METHOD_OPTS.items()}
 SECONDARY = [m for m in METHODS if m not in ("MaPLe", "CoCoOp")]  # --quick: reduced plans
 ARMS = ("straight", "ours")
 QUIET_WAIT_S = 60.0  # on CPU, the longest wait for other programs to leave the CPUs idle before a repetition
@@ -137,7 +142,8 @@ def build_argv(spec: ArmSpec) -> List[str]:
     return ["--root", spec.data_root, "--seed", str(spec.seed), "--trainer", spec.method,
             "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
             "--config-file", str(REPO / "configs/trainers" / METHODS[spec.method]), "--output-dir",
-            spec.output_dir, *opts, "USE_CUDA", str(spec.device == "cuda"), "DATALOADER.NUM_WORKERS", "0",
+            spec.output_dir, *SCRIPT_OPTS.get(spec.method, []), *opts, "USE_CUDA", str(spec.device == "cuda"),
+            "DATALOADER.NUM_WORKERS", "0",
             "INPUT.SIZE", f"({spec.resolution}, {spec.resolution})", "MODEL.BACKBONE.PATH", spec.weights,
             "VERBOSE", "False"]
 

@@ -87,6 +87,15 @@ class TCP(KgCoOp):
     TEMPLATES = TCP_TEMPLATES
     kg_weight = 8.0  # hard-coded in the official loss
 
+    @classmethod
+    def resolve_config(cls, cfg) -> None:
+        super().resolve_config(cfg)
+        if cfg.TRAINER.COOP.N_CTX != CLASS_TOKENS:
+            # the official prompt learner keeps the tokens after position 1 + N_CTX: other lengths drop or repeat words
+            raise ValueError(f"TRAINER.COOP.N_CTX is {cfg.TRAINER.COOP.N_CTX}; TCP's context replaces the first four "
+                             f"words of its prompt templates (\"X X X X {{}}.\"): set TRAINER.COOP.N_CTX 4, as its "
+                             f"scripts do")
+
     def build_learner(self, clip_model: CLIP, classnames: List[str]) -> TCPPromptLearner:
         c = self.method_cfg
         if c.CSC:

@@ -33,7 +33,7 @@ CONFIG["MMRL"] = "MMRL/vit_b16.yaml"
 CONFIG["ProGrad"] = "ProGrad/rn50_ep100.yaml"  # its only config files name RN50; the tiny CLIP replaces it
 CONFIG["TCP"] = "TCP/vit_b16_ep100_ctxv1.yaml"
 TINY_OPTS = {"MMRL": ["TRAINER.MMRL.REP_LAYERS", "[1, 2]"],
-             "TCP": ["TRAINER.COOP.N_CTX", "4"]}  # its script's 4; the default 16 leaves no room for "X X X X {}."
+             "TCP": ["TRAINER.COOP.N_CTX", "4"]}  # its scripts' 4, the only length its templates hold
 EVERY_LEVEL_USED.update(TINY_OPTS)
 
 

@@ -63,8 +63,9 @@ def test_class_tokens_enter_the_text_tower_at_block_8(data_root, tmp_path, vit_b
     torch.testing.assert_close(trainer.compute_loss(output, labels)["loss"], expected, atol=1e-6, rtol=0)
 
 
-def test_class_specific_context_is_refused(data_root, tmp_path, tiny_clip_path):
-    argv = caltech_argv(data_root, tmp_path / "out", tiny_clip_path, "TCP", CONFIG, 32,
-                        [*TCP_OPTS, "TRAINER.COOP.CSC", "True"])
-    with pytest.raises(ValueError, match="set CSC False"):
+@pytest.mark.parametrize("opts,message", [(["TRAINER.COOP.CSC", "True"], "set CSC False"),
+                                          (["TRAINER.COOP.N_CTX", "16"], "set TRAINER.COOP.N_CTX 4")])
+def test_settings_the_prompts_cannot_hold_are_refused(data_root, tmp_path, tiny_clip_path, opts, message):
+    argv = caltech_argv(data_root, tmp_path / "out", tiny_clip_path, "TCP", CONFIG, 32, [*TCP_OPTS, *opts])
+    with pytest.raises(ValueError, match=message):
         build(argv)
