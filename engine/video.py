@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -112,16 +112,22 @@ class MultiScaleCrop:
 
 
 class TrainClipAugment:
-    """Training: multi-scale crop -> horizontal flip (p 0.5) -> colour jitter (p 0.8; the jitter factors are drawn
-    per frame, as the official group transform calls torchvision's jitter once per frame) -> grayscale (p 0.2).
-    The crop, the flip and the two coin tosses are drawn once per clip from Python's ``random``."""
+    """Training: [RandAugment per frame] -> multi-scale crop -> horizontal flip (p 0.5) -> colour jitter (p 0.8;
+    the jitter factors are drawn per frame, as the official group transform calls torchvision's jitter once per
+    frame) -> grayscale (p 0.2). The crop, the flip and the two coin tosses are drawn once per clip from Python's
+    ``random``. ``randaug=(N, M)`` with N > 0 first applies torchvision's RandAugment (N ops at magnitude M) to each
+    frame on its own, as the official Kinetics-400 config does (with another RandAugment package)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, randaug: Tuple[int, int] = (0, 0)) -> None:
         self.crop = MultiScaleCrop(size)
         self.jitter = T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
         self.gray = T.Grayscale(num_output_channels=3)
+        n, m = randaug
+        self.randaug = T.RandAugment(num_ops=n, magnitude=m) if n > 0 else None
 
     def __call__(self, frames: List[Image.Image]) -> List[Image.Image]:
+        if self.randaug is not None:
+            frames = [self.randaug(f) for f in frames]
         frames = self.crop(frames)
         if random.random() < 0.5:
             frames = [f.transpose(Image.FLIP_LEFT_RIGHT) for f in frames]
@@ -132,11 +138,11 @@ class TrainClipAugment:
         return frames
 
     def __repr__(self) -> str:
-        return f"TrainClipAugment(size={self.crop.size})"
+        return f"TrainClipAugment(size={self.crop.size}, randaug={self.randaug})"
 
 
-def training_clip_transform(size: int) -> ClipTransform:
-    return ClipTransform(TrainClipAugment(size))
+def training_clip_transform(size: int, randaug: Tuple[int, int] = (0, 0)) -> ClipTransform:
+    return ClipTransform(TrainClipAugment(size, randaug))
 
 
 # ----------------------------------------------------------------------------------------------- dataset

@@ -118,6 +118,9 @@ class ActionCLIP(TrainerBase):
         # training frames: False = segment centres (what the UCF101/HMDB51 configs run), True = a random frame per
         # segment (the Kinetics-400 config's data.random_shift)
         node.RANDOM_SHIFT = False
+        # RandAugment on each training frame before the other augmentations (official data.randaug N, M; N 0 = off)
+        node.RANDAUG_N = 0
+        node.RANDAUG_M = 0
 
     def check_cfg(self) -> None:
         node = self.cfg.TRAINER.ACTIONCLIP
@@ -138,7 +141,8 @@ class ActionCLIP(TrainerBase):
         splits = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)  # video lists are used whole (no few-shot protocol)
         size, workers, t = cfg.INPUT.SIZE[0], int(cfg.DATALOADER.NUM_WORKERS), int(node.NUM_SEGMENTS)
         self.train_loader_x = make_video_loader(splits.train_x, t, cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
-                                                training_clip_transform(size), True, workers,
+                                                training_clip_transform(size, (node.RANDAUG_N, node.RANDAUG_M)),
+                                                True, workers,
                                                 random_shift=node.RANDOM_SHIFT)
         test_tfm, bs = eval_clip_transform(size), cfg.DATALOADER.TEST.BATCH_SIZE
         self.val_loader = make_video_loader(splits.val, t, bs, test_tfm, False, workers, node.EVAL_DROP_LAST)

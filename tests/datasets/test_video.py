@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from PIL import Image
 
 import datasets  # noqa: F401  (registers the readers)
 from engine.config import get_cfg_default
@@ -50,7 +51,7 @@ def test_bad_list_line_and_missing_list(tmp_path):
         DATASET_REGISTRY.get("HMDB51Video")(_cfg(tmp_path, "HMDB51Video"))
 
 
-def eval_clip_transforms_and_loader(tmp_path):
+def test_eval_clip_transforms_and_loader(tmp_path):
     make_videos(str(tmp_path), classes=5, train=1, val=1, size=(40, 48))
     items = DATASET_REGISTRY.get("UCF101Video")(_cfg(tmp_path, "UCF101Video")).val
     test_ds = VideoFrameDataset(items, 4, eval_clip_transform(32))
@@ -60,6 +61,18 @@ def eval_clip_transforms_and_loader(tmp_path):
     assert VideoFrameDataset(items, 4, training_clip_transform(32))[0]["img"].shape == (12, 32, 32)
     loader = make_video_loader(items, 4, 2, eval_clip_transform(32), shuffle=False, drop_last=True)
     assert len(loader) == 2  # 5 videos, batches of 2, the last incomplete one dropped
+
+
+def test_randaugment_runs_on_each_frame_before_the_clip_augmentations(monkeypatch):
+    """The Kinetics-400 config's RandAugment (N 2, M 9): each frame gets its own call, before the crop."""
+    augment = training_clip_transform(32, (2, 9)).augment
+    assert (augment.randaug.num_ops, augment.randaug.magnitude) == (2, 9)
+    assert training_clip_transform(32).augment.randaug is None  # N 0: off (the UCF101 / HMDB51 configs)
+    seen = []
+    monkeypatch.setattr(augment, "randaug", lambda frame: seen.append(frame.size) or frame.resize((60, 50)))
+    frames = [Image.new("RGB", (48, 40), (10 * i, 0, 0)) for i in range(3)]
+    out = augment(frames)
+    assert seen == [(48, 40)] * 3 and [f.size for f in out] == [(32, 32)] * 3
 
 
 def test_multiscale_crop_is_one_of_the_fixed_positions():
