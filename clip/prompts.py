@@ -7,7 +7,8 @@ Every prompt method is a *learner* that emits tensors; CLIP itself owns no promp
 * a deep mapping ``{block i: tensor | callable(x, i) -> tensor}`` whose tensor replaces the prompt span at the
   INPUT of block ``i`` (text span ``[1, 1+n)``, vision span = the last ``n`` tokens); an entry wrapped in
   :class:`Insert` adds its tokens to the span instead, so the sequence grows from that block on (the text tower
-  then reads EOT ``n`` positions further on).
+  then reads EOT ``n`` positions further on); an entry wrapped in :class:`Rewrite` maps the whole input of block
+  ``i`` instead (ActionCLIP's temporal shift between the frames of a clip).
 
 A prompt tensor is ``(n, D)`` (shared by every sequence) or ``(N, n, D)`` (one per sequence; ``N == 1``
 broadcasts). ``prepare_prompt`` is the only place that reshapes a prompt and casts it to the activations' dtype,
@@ -34,7 +35,15 @@ class Insert:
     tokens: PromptSource
 
 
-DeepPrompts = Mapping[int, Union[PromptSource, Insert]]
+@dataclass(frozen=True)
+class Rewrite:
+    """A deep entry that maps block i's whole input, ``fn(x, i)``: ``(N, L, D) -> (N, L, D)``, instead of writing
+    the prompt span (for prompts made of the tokens themselves, e.g. channels shifted between video frames)."""
+
+    fn: Callable[[torch.Tensor, int], torch.Tensor]
+
+
+DeepPrompts = Mapping[int, Union[PromptSource, Insert, Rewrite]]
 
 FRONT = "front"  # text: the span starts right after the SOS token
 BACK = "back"  # vision: the span is the tail of the sequence (the appended prompt tokens)
@@ -114,11 +123,16 @@ def insert_span(x: torch.Tensor, prompt: torch.Tensor, span: "PromptSpan", what:
     return x, replace(span, capacity=span.capacity + tokens.shape[1])
 
 
-def apply_deep(x: torch.Tensor, entry: Union[PromptSource, Insert], span: "PromptSpan", index: int
+def apply_deep(x: torch.Tensor, entry: Union[PromptSource, Insert, Rewrite], span: "PromptSpan", index: int
                ) -> Tuple[torch.Tensor, "PromptSpan"]:
-    """Block ``index``'s deep entry applied to its input ``x``: the span replaced, or tokens inserted (the
-    span grows). Returns the new input and span."""
+    """Block ``index``'s deep entry applied to its input ``x``: the span replaced, tokens inserted (the span
+    grows) or the whole input rewritten. Returns the new input and span."""
     what = f"deep prompt for block {index}"
+    if isinstance(entry, Rewrite):
+        out = entry.fn(x, index)
+        if out.shape != x.shape:
+            raise ValueError(f"{what}: a Rewrite must keep the shape {tuple(x.shape)}, got {tuple(out.shape)}")
+        return out, span
     if isinstance(entry, Insert):
         return insert_span(x, resolve_deep(entry.tokens, x, index), span, what)
     return replace_span(x, resolve_deep(entry, x, index), span, what), span

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 from clip import clip
 from clip.model import CLIP
+from clip.prompts import Rewrite
 from engine import DATASET_REGISTRY, TRAINER_REGISTRY, distributed
 from engine.checkpoint import load_checkpoint, load_learnable
 from engine.evaluation import Classification
@@ -56,18 +58,38 @@ def warmup_cosine(epoch: float, warmup: float, total: float) -> float:
     return (math.cos(math.pi * min((epoch - warmup) / (total - warmup), 1.0)) + 1) / 2
 
 
-class VideoCLIP(nn.Module):
-    """CLIP (``model``, fine-tuned whole) + temporal fusion (``fusion_model``): the official checkpoint names."""
+def temporal_shift(tokens: torch.Tensor, frames: int, fold_div: int = 8) -> torch.Tensor:
+    """The "in-network" visual prompt (TSM): ``(B * T, L, D)`` tokens of clips of ``frames`` frames, whose patch
+    tokens take their first ``D // fold_div`` channels from the next frame and the following ``D // fold_div`` from
+    the previous one (zeros past the clip's ends); the class token (position 0) and the other channels stay."""
+    n, length, width = tokens.shape
+    x = tokens.view(n // frames, frames, length, width)
+    patches, fold = x[:, :, 1:], width // fold_div  # (B, T, P, D)
+    none = patches.new_zeros(patches.shape[0], 1, patches.shape[2], fold)  # (B, 1, P, fold)
+    from_next = torch.cat([patches[:, 1:, :, :fold], none], dim=1)
+    from_previous = torch.cat([none, patches[:, :-1, :, fold:2 * fold]], dim=1)
+    patches = torch.cat([from_next, from_previous, patches[..., 2 * fold:]], dim=-1)  # (B, T, P, D)
+    return torch.cat([x[:, :, :1], patches], dim=2).view(n, length, width)
 
-    def __init__(self, clip_model: CLIP, fusion: nn.Module) -> None:
+
+class VideoCLIP(nn.Module):
+    """CLIP (``model``, fine-tuned whole) + temporal fusion (``fusion_model``): the official checkpoint names.
+    ``shift``: the temporal shift at the input of every image block (a :class:`~clip.prompts.Rewrite` entry)."""
+
+    def __init__(self, clip_model: CLIP, fusion: nn.Module, shift: bool = False) -> None:
         super().__init__()
         self.model = clip_model
         self.fusion_model = fusion
+        self.shift = shift
 
     def video_features(self, clips: torch.Tensor) -> torch.Tensor:
         """clips ``(B, T, 3, H, W)`` -> fused, unnormalised video features ``(B, E)``."""
         b, t = clips.shape[:2]
-        frames = self.model.encode_image(clips.flatten(0, 1)).view(b, t, -1)  # (B, T, E)
+        deep = None
+        if self.shift:
+            rewrite = Rewrite(lambda x, _: temporal_shift(x, t))
+            deep = {i: rewrite for i in range(self.model.visual.transformer.layers)}
+        frames = self.model.encode_image(clips.flatten(0, 1), deep=deep).view(b, t, -1)  # (B, T, E)
         return self.fusion_model(frames)  # (B, E)
 
     def text_features(self, tokens: torch.Tensor, trim: bool = True) -> torch.Tensor:
@@ -109,8 +131,8 @@ class ActionCLIP(TrainerBase):
         node = cfg.TRAINER.ACTIONCLIP
         node.NUM_SEGMENTS = 8  # frames per clip (official data.num_segments)
         node.SIM_HEADER = "Transf"  # temporal fusion: meanP | Conv_1D | LSTM | Transf | Transf_cls
-        node.JOINT = False  # joint space-time attention (official network.joint; not implemented here)
-        node.TSM = False  # temporal shift inside the image tower (official network.tsm; not implemented here)
+        node.JOINT = False  # joint space-time attention (official network.joint; cannot run there, refused here)
+        node.TSM = False  # temporal shift at every image block's input (official network.tsm; ViT towers)
         node.RATIO = 1.0  # LR multiplier of the image tower (official solver.ratio)
         node.F_RATIO = 10.0  # LR multiplier of the fusion module (official solver.f_ratio)
         node.FIX_TEXT = False  # detach the text features (official network.fix_text)
@@ -128,9 +150,10 @@ class ActionCLIP(TrainerBase):
             raise ValueError(f"TRAINER.ACTIONCLIP.SIM_HEADER is {node.SIM_HEADER!r}; choose one of {FUSION_TYPES}")
         if self.cfg.OPTIM.NAME != "adamw":
             raise ValueError(f"ActionCLIP trains with AdamW (OPTIM.NAME adamw), got {self.cfg.OPTIM.NAME!r}")
-        if node.JOINT or node.TSM:
-            raise NotImplementedError("TRAINER.ACTIONCLIP.JOINT / TSM (joint space-time attention, temporal shift) "
-                                      "are not implemented here; the shipped official configs leave them off")
+        if node.JOINT:
+            raise NotImplementedError("TRAINER.ACTIONCLIP.JOINT (joint space-time attention) is not implemented: the "
+                                      "official path cannot run (its image tower reads a frame count it never "
+                                      "sets), so there is no behaviour to match; the shipped configs leave it off")
 
     # ------------------------------------------------------------------ data
     def build_data_loader(self) -> None:
@@ -158,7 +181,9 @@ class ActionCLIP(TrainerBase):
         clip_model = load_clip(cfg)
         check_input_size(cfg, clip_model)
         fusion = build_fusion(node.SIM_HEADER, clip_model, int(node.NUM_SEGMENTS))
-        self.model = VideoCLIP(clip_model, fusion).to(self.device)
+        if node.TSM and not hasattr(clip_model.visual, "transformer"):
+            raise ValueError("TRAINER.ACTIONCLIP.TSM shifts the tokens of a ViT image tower; this backbone is a ResNet")
+        self.model = VideoCLIP(clip_model, fusion, shift=node.TSM).to(self.device)
         # (16, C, 77) prompt ids, template-major as the official text_dict
         self.text_tokens = torch.stack([clip.tokenize([tpl.format(c) for c in self.classnames])
                                         for tpl in ACTION_TEMPLATES]).long()
@@ -186,7 +211,9 @@ class ActionCLIP(TrainerBase):
         """Start from a checkpoint: ours, or an official ``{model_state_dict, fusion_model_state_dict}`` file."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True) if os.path.isfile(path) else {}
         if "model_state_dict" in ckpt:  # official: tensors and plain types only, so weights_only reads it
-            state = {f"model.{k}": v for k, v in ckpt["model_state_dict"].items()}
+            # a TSM model's image blocks are wrapped there (resblocks.<i>.net.*): the same tensors as ours
+            state = {"model." + re.sub(r"(resblocks\.\d+)\.net\.", r"\1.", k): v
+                     for k, v in ckpt["model_state_dict"].items()}
             fusion = ckpt.get("fusion_model_state_dict") or {}
             state.update({"fusion_model." + k.removeprefix("module."): v for k, v in fusion.items()})
         else:

@@ -6,7 +6,7 @@ import torch
 
 from clip import clip
 from clip.model import CLIP, build_model, cast_model
-from clip.prompts import Insert
+from clip.prompts import Insert, Rewrite
 from tools.make_toy_clip import make_clip_state_dict
 
 TEXTS = ["X X X X cat.", "X X X X a small red dog.", "X X X X car."]
@@ -312,3 +312,16 @@ def test_bad_inserts_raise(tiny_model, text, images):
         tiny_model.encode_image(images, deep={0: Insert(torch.zeros(2, 64)), 1: torch.zeros(3, 64)})
     with pytest.raises(ValueError, match="ViT image tower.*ResNet"):
         _tiny_resnet_clip().encode_image(torch.randn(1, 3, 64, 64), prompt_tokens=True)
+
+
+# ---------------------------------------------------------- the whole block input rewritten (clip.prompts.Rewrite)
+def test_rewrite_maps_the_whole_input_of_its_block_only(tiny_model, images):
+    blocks = tiny_model.visual.transformer.resblocks
+    _, plain_inputs, _ = _block_io(blocks, lambda: tiny_model.encode_image(images))
+    seen = []
+    rewrite = Rewrite(lambda x, i: seen.append(i) or x.flip(1))  # reverse the token order at block 1's input
+    _, inputs, outputs = _block_io(blocks, lambda: tiny_model.encode_image(images, deep={1: rewrite}))
+    assert seen == [1] and torch.equal(inputs[0], plain_inputs[0])
+    assert torch.equal(inputs[1], outputs[0].flip(1)) and not torch.equal(inputs[1], plain_inputs[1])
+    with pytest.raises(ValueError, match="must keep the shape"):
+        tiny_model.encode_image(images, deep={0: Rewrite(lambda x, i: x[:, :-1])})

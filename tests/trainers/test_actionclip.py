@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +23,8 @@ from clip import clip
 from engine.config import get_cfg_default
 from engine.video import VideoDatum, VideoFrameDataset, clip_stack, segment_indices, eval_clip_transform
 from tests.trainers.helpers import assert_grad_close, expand_sampled
-from trainers.actionclip import ACTION_TEMPLATES, ActionCLIP, VideoCLIP, kl_to_label_equality, warmup_cosine
+from trainers.actionclip import (ACTION_TEMPLATES, ActionCLIP, VideoCLIP, kl_to_label_equality, temporal_shift,
+                                 warmup_cosine)
 from trainers.actionclip_fusion import FUSION_TYPES, build_fusion
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,3 +195,42 @@ def test_official_training_run_evaluates_to_the_same_top1(tiny_clip_path, tmp_pa
     assert [p["pred"] for p in preds] == recorded["pred"]
     assert [p["label"] for p in preds] == recorded["labels"]
     np.testing.assert_allclose([p["logits"] for p in preds], recorded["probs"], atol=1e-5)
+
+
+def test_temporal_shift_moves_a_quarter_of_the_channels_between_neighbouring_frames():
+    """TSM (official network.tsm, fold 1/8): patch token channels [0, D/8) come from the next frame, [D/8, D/4)
+    from the previous one, zeros past the clip's ends; the class token and the other channels stay."""
+    clips, frames, length, width = 2, 3, 4, 16
+    tokens = torch.randn(clips * frames, length, width)
+    out = temporal_shift(tokens, frames)
+    x, y = tokens.view(clips, frames, length, width), out.view(clips, frames, length, width)
+    for t in range(frames):
+        assert torch.equal(y[:, t, 0], x[:, t, 0])  # class token
+        assert torch.equal(y[:, t, 1:, :2], x[:, t + 1, 1:, :2] if t + 1 < frames else torch.zeros(2, 3, 2))
+        assert torch.equal(y[:, t, 1:, 2:4], x[:, t - 1, 1:, 2:4] if t > 0 else torch.zeros(2, 3, 2))
+        assert torch.equal(y[:, t, 1:, 4:], x[:, t, 1:, 4:])
+
+
+class _FirstFrame(torch.nn.Module):
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (B, T, E) -> (B, E)
+        return frames[:, 0]
+
+
+def test_tsm_lets_a_frame_see_its_neighbours_and_reads_official_tsm_files(tiny_clip_path, tmp_path):
+    clip_model = clip.load(str(tiny_clip_path), device="cpu")[0].float()
+    clips = torch.randn(1, 3, 3, 32, 32)
+    other = clips.clone()
+    other[:, 1] += 1.0  # only the second frame differs
+    plain, shifted = VideoCLIP(clip_model, _FirstFrame()), VideoCLIP(clip_model, _FirstFrame(), shift=True)
+    with torch.no_grad():
+        assert torch.equal(plain.video_features(clips), plain.video_features(other))
+        assert not torch.allclose(shifted.video_features(clips), shifted.video_features(other))
+    # an official TSM file names its image blocks resblocks.<i>.net.*
+    state = {k: v + 1.0 for k, v in clip_model.state_dict().items()}
+    official = {re.sub(r"^(visual\.transformer\.resblocks\.\d+)\.", r"\1.net.", k): v for k, v in state.items()}
+    assert any(".net." in k for k in official)
+    torch.save({"model_state_dict": official, "fusion_model_state_dict": {}}, tmp_path / "tsm.pt")
+    target = VideoCLIP(clip.load(str(tiny_clip_path), device="cpu")[0].float(), _FirstFrame(), shift=True)
+    ActionCLIP.load_init_weights(SimpleNamespace(model=target), str(tmp_path / "tsm.pt"))
+    for key, value in target.model.state_dict().items():
+        assert torch.equal(value, state[key]), key
