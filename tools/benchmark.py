@@ -569,14 +569,20 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     p.add_argument("--out", type=Path, help="also write the JSON report here")
     p.add_argument("--per-run", action="store_true", help="time whole few-shot runs of the linear probe and the "
                    "adapters against CoOp's instead (tools/benchmark_runs.py; --classes, default 10)")
+    p.add_argument("--video", action="store_true", help="time an ActionCLIP run (train + evaluation) with the "
+                   "trimmed text tower against the full-length one (tools/benchmark_runs.py; --classes, default 10)")
     p.add_argument("--shots", type=int, default=4, help="--per-run: shots per class")
     p.add_argument("--epochs", type=int, help="--per-run: epochs of the iterative methods (default: their config's)")
-    p.add_argument("--preset", default="vitb16-224px", help="--per-run: the random-weight CLIP "
+    p.add_argument("--preset", default="vitb16-224px", help="--per-run / --video: the random-weight CLIP "
                    "(tools/make_toy_clip.py presets, e.g. rn50-64px for a quick CPU run)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="prompt_bench_") as tmp:
         if args.imagenet_index:
             return imagenet_index(Path(tmp), (args.classes or [1000])[0])
+        if args.video:
+            from tools.benchmark_runs import run_video
+
+            return run_video(Path(tmp), (args.classes or [10])[0], args.preset)
         if args.per_run:
             from tools.benchmark_runs import run
 

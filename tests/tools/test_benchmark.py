@@ -133,3 +133,13 @@ def test_time_per_run_of_the_feature_methods_and_coop(tiny_clip_path, tmp_path):
     assert all(0 <= r["accuracy"] <= 100 for r in report.values())
     assert len(list((tmp_path / "features" / "TipAdapterF").glob("*.safetensors"))) > 0
     assert "time per run (2 shots) vs CoOp: TipAdapterF" in format_runs(report, 2)
+
+
+def test_actionclip_run_timed_with_and_without_the_trimmed_text(tiny_clip_path, tmp_path):
+    from tools.benchmark_runs import time_video_runs
+    from tools.make_synthetic_videos import make_videos
+
+    make_videos(str(tmp_path / "data"), "UCF101Video", classes=4, train=1, val=1, size=(32, 32))
+    report = time_video_runs(tmp_path / "data", tiny_clip_path, 32, tmp_path, frames=2, batch=4)
+    assert report["straight"]["top1"] == report["ours"]["top1"] and report["speedup"]["run"] > 0
+    assert (tmp_path / "ActionCLIP_ours" / "results.json").is_file()
