@@ -143,11 +143,17 @@ class ActionCLIP(TrainerBase):
         # RandAugment on each training frame before the other augmentations (official data.randaug N, M; N 0 = off)
         node.RANDAUG_N = 0
         node.RANDAUG_M = 0
+        # fp32 (default) | amp (fp16 autocast + loss scaling on CUDA, the speed of the official fp16 GPU runs) |
+        # bf16 (autocast); the weights stay fp32 (the official GPU code rounds them to fp16 after every step)
+        node.PREC = "fp32"
 
     def check_cfg(self) -> None:
         node = self.cfg.TRAINER.ACTIONCLIP
         if node.SIM_HEADER not in FUSION_TYPES:
             raise ValueError(f"TRAINER.ACTIONCLIP.SIM_HEADER is {node.SIM_HEADER!r}; choose one of {FUSION_TYPES}")
+        if node.PREC not in ("fp32", "amp", "bf16"):
+            raise ValueError(f"TRAINER.ACTIONCLIP.PREC is {node.PREC!r}; ActionCLIP fine-tunes every weight, so it "
+                             f"runs fp32, amp or bf16 (autocast over fp32 weights)")
         if self.cfg.OPTIM.NAME != "adamw":
             raise ValueError(f"ActionCLIP trains with AdamW (OPTIM.NAME adamw), got {self.cfg.OPTIM.NAME!r}")
         if node.JOINT:
@@ -180,6 +186,7 @@ class ActionCLIP(TrainerBase):
         cfg, node = self.cfg, self.cfg.TRAINER.ACTIONCLIP
         clip_model = load_clip(cfg)
         check_input_size(cfg, clip_model)
+        self.precision = self.build_precision(node.PREC)
         fusion = build_fusion(node.SIM_HEADER, clip_model, int(node.NUM_SEGMENTS))
         if node.TSM and not hasattr(clip_model.visual, "transformer"):
             raise ValueError("TRAINER.ACTIONCLIP.TSM shifts the tokens of a ViT image tower; this backbone is a ResNet")
@@ -261,7 +268,8 @@ class ActionCLIP(TrainerBase):
         images, labels = self.parse_batch_train(batch)
         # one template per video from numpy's global generator, as the official loop draws it
         text_ids = np.random.randint(len(ACTION_TEMPLATES), size=labels.shape[0])
-        out = self.compute_loss(clip_stack(images), labels, text_ids)
+        with self.precision.autocast():
+            out = self.compute_loss(clip_stack(images), labels, text_ids)
         self.model_backward_and_update(out["loss"])
         return {k: out[k].item() for k in ("loss", "loss_video", "loss_text")}
 
@@ -280,9 +288,10 @@ class ActionCLIP(TrainerBase):
         return sims.softmax(dim=-1).mean(dim=1)
 
     def model_inference(self, images: torch.Tensor) -> torch.Tensor:
-        if self._eval_text is None:
-            self._eval_text = self.class_text_features()
-        return self.video_probabilities(clip_stack(images), self._eval_text)
+        with self.precision.autocast():
+            if self._eval_text is None:
+                self._eval_text = self.class_text_features()
+            return self.video_probabilities(clip_stack(images), self._eval_text)
 
     @torch.no_grad()
     def test(self, split: Optional[str] = None) -> Dict[str, float]:

@@ -234,3 +234,27 @@ def test_tsm_lets_a_frame_see_its_neighbours_and_reads_official_tsm_files(tiny_c
     ActionCLIP.load_init_weights(SimpleNamespace(model=target), str(tmp_path / "tsm.pt"))
     for key, value in target.model.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+def test_autocast_precisions_run_the_same_loss_and_fp16_weights_are_refused(tiny_clip_path):
+    """``TRAINER.ACTIONCLIP.PREC bf16`` (and amp, bf16 autocast on the CPU) computes the fp32 loss to bf16 rounding,
+    over fp32 weights; fp16 (frozen weights in fp16) does not exist for a model that learns every weight."""
+    from engine.precision import Precision
+
+    trainer = ActionCLIP.__new__(ActionCLIP)
+    trainer.model, trainer.device = fused_model("Transf", tiny_clip_path, 2), torch.device("cpu")
+    trainer.cfg = train.add_trainer_configs(get_cfg_default())
+    trainer.text_tokens = torch.stack([clip.tokenize([t.format(c) for c in ("archery", "rowing", "diving")])
+                                       for t in ACTION_TEMPLATES]).long()  # (16, 3, 77)
+    clips, labels, text_ids = torch.randn(3, 2, 3, 32, 32), torch.tensor([0, 1, 2]), np.array([0, 5, 9])
+    losses = {}
+    for mode in ("fp32", "bf16", "amp"):
+        trainer.precision = Precision(mode, "cpu")
+        with trainer.precision.autocast():
+            losses[mode] = trainer.compute_loss(clips, labels, text_ids)["loss"].item()
+    assert losses["bf16"] == losses["amp"] != losses["fp32"]  # amp on the CPU is bf16 autocast
+    assert abs(losses["bf16"] - losses["fp32"]) < 2e-2 * abs(losses["fp32"])
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    trainer.cfg.TRAINER.ACTIONCLIP.PREC = "fp16"
+    with pytest.raises(ValueError, match="runs fp32, amp or bf16"):
+        trainer.check_cfg()
