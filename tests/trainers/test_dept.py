@@ -1,7 +1,7 @@
 """DePT's head over another learner equals the official code (tests/fixtures/dept) and keeps its defining rules.
 
-Tolerances (tests/fixtures/dept/README.md): over CoOp and KgCoOp the same fp32 computation: logits 1e-4, loss 5e-5,
-gradients 1e-4 of each tensor's abs max.
+Tolerances (tests/fixtures/dept/README.md): over CoOp, CoCoOp and KgCoOp the same fp32 computation: logits 1e-4,
+loss 5e-5, gradients 1e-4 of each tensor's abs max.
 """
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ def _check_similarity_and_head(trainer, fx) -> None:
     torch.testing.assert_close(head, fx["eval_logits_linear"], atol=1e-4, rtol=0)
 
 
-def test_dept_over_coop_matches_official(fixtures_dir, data_root, vit_b16_32px_path, tmp_path):
-    name = "ExtrasLinearProbeCoOp"
+@pytest.mark.parametrize("name", ["ExtrasLinearProbeCoOp", "ExtrasLinearProbeCoCoOp"])
+def test_dept_over_coop_and_cocoop_matches_official(name, fixtures_dir, data_root, vit_b16_32px_path, tmp_path):
+    """Over CoCoOp the class text features depend on the image: the head learns from each image's own features of
+    its label's class text."""
     fx = torch.load(fixtures_dir / "dept" / f"trainer_{name}.pt", map_location="cpu", weights_only=False)
     trainer = _build(name, data_root, tmp_path / "out", vit_b16_32px_path)
     assert list(trainer.dm.dataset.classnames) == list(fx["classnames"])
