@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-# Method (or MuDPT variant) -> trainer, then the config of base-to-novel, cross-dataset and few-shot runs. The
+# Method (or variant, see VARIANTS) -> trainer, then the config of base-to-novel, cross-dataset and few-shot runs. The
 # few-shot files of MaPLe/VPT/IVLP are ours (the official repositories ship none). CoOp: ImageNet trains 50
 # epochs and few-shot follows its paper's schedule (Protocols.cfg). MuDPT: the authors' scripts (their
 # cross-dataset run names the N_CTX 2, 5-epoch file); UUMuDPT has no official config and takes MuDPT's.
@@ -49,6 +49,11 @@ METHODS = {
     "tip_adapter": ("TipAdapter", "", "", "vit_b16"),
     "tip_adapter_f": ("TipAdapterF", "", "", "vit_b16"),
     "actionclip": ("ActionCLIP",),  # video datasets: its config follows the dataset (ACTIONCLIP_CONFIGS)
+    # DePT over each base method (its configs.py: one config per trainer for both of its protocols; no few-shot)
+    "ExtrasLinearProbeMaPLe": ("ExtrasLinearProbeMaPLe", *["vit_b16_c2_ep10_batch4_2ctx"] * 2),
+    "ExtrasLinearProbeCoOp": ("ExtrasLinearProbeCoOp", *["vit_b16_ep10_bs4_lr35"] * 2),
+    "ExtrasLinearProbeCoCoOp": ("ExtrasLinearProbeCoCoOp", *["vit_b16_c4_ep10_batch1_ctxv1"] * 2),
+    "ExtrasLinearProbeKgCoOp": ("ExtrasLinearProbeKgCoOp", *["vit_b16_ep10_ctxv1_bs4_lr35"] * 2),
 }
 # Methods whose scripts name another config for ImageNet, per kind (base-to-novel, cross-dataset, few-shot).
 IMAGENET_CFGS = {"mmrl": ("vit_b16_imagenet", None, "vit_b16_imagenet")}
@@ -64,7 +69,10 @@ METHOD_OPTS = {"kgcoop": ("TRAINER.COOP.W", "8.0"), "prograd": ("LOSS.LAMBDA", "
 FEATURE_METHODS = ("linear_probe", "clip_adapter", "tip_adapter", "tip_adapter_f")
 # ActionCLIP: the official training config of each video dataset (the paper's zero-shot source is Kinetics-400)
 ACTIONCLIP_CONFIGS = {"ucf101_video": "ucf_train", "hmdb51_video": "hmdb_train", "kinetics400_video": "k400_train"}
-VARIANTS = ("MuDPT", "UMuDPT", "UUMuDPT")
+# Script folders that run one of several trainers, named by a trailing argument or VARIANT= (default: the first):
+# folder -> (the method's name in messages, {variant: its METHODS entry}). DePT's variant is the method it extends.
+VARIANTS = {"mudpt": ("MuDPT", {v: v for v in ("MuDPT", "UMuDPT", "UUMuDPT")}),
+            "dept": ("DePT", {v: f"ExtrasLinearProbe{v}" for v in ("MaPLe", "CoOp", "CoCoOp", "KgCoOp")})}
 PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", "xd_train": "[DATASET] SEED",
              "xd_test": "DATASET SEED", "reproduce": "DATASET SEED WEIGHTSPATH",
              "reproduce_xd": "DATASET SEED WEIGHTSPATH", "few_shot": "DATASET SEED [SHOTS...]"}
@@ -72,6 +80,9 @@ PROTOCOLS = {"base2new_train": "DATASET SEED", "base2new_test": "DATASET SEED", 
 SCRIPTS = {"coop": {**PROTOCOLS, "main": "DATASET CFG CTP NCTX SHOTS CSC", "eval": "DATASET CFG"},
            **{m: PROTOCOLS for m in ("cocoop", "maple", "vpt", "ivlp", "language", "mudpt", "mmrl", "promptsrc",
                                      "kgcoop", "prograd", "tcp")},
+           # DePT trains its head on base classes or on ImageNet only: no few-shot runs (on all classes of another
+           # dataset its trainer refuses to train)
+           "dept": {p: usage for p, usage in PROTOCOLS.items() if p != "few_shot"},
            "zsclip": {"zeroshot": "DATASET CFG"},
            **{m: {"few_shot": PROTOCOLS["few_shot"]} for m in FEATURE_METHODS},
            "actionclip": {"train": "DATASET SEED", "test": "DATASET SEED", "zero_shot": "DATASET SEED"}}
@@ -131,10 +142,14 @@ class Protocols:
         self.method, self.env, self.data = method, env, data
         self.root, self.shots = env.get("OUTPUT_ROOT") or "output", env.get("SHOTS") or "16"
         self.seeds = (env.get("SEEDS") or "1 2 3").split()
-        variant = (env.get("VARIANT") or "MuDPT") if method == "mudpt" else method
-        if method == "mudpt" and variant not in VARIANTS:
-            raise ScriptError(f"unknown MuDPT variant '{variant}' (known: {' '.join(VARIANTS)})")
-        self.trainer, *self.cfgs = METHODS[variant]
+        entry = method
+        if method in VARIANTS:
+            label, variants = VARIANTS[method]
+            variant = env.get("VARIANT") or next(iter(variants))
+            if variant not in variants:
+                raise ScriptError(f"unknown {label} variant '{variant}' (known: {' '.join(variants)})")
+            entry = variants[variant]
+        self.trainer, *self.cfgs = METHODS[entry]
 
     def cfg(self, kind: int, dataset: str, shots: str = "16") -> str:
         """CFG, else the method's config for kind 0 (base-to-novel), 1 (cross-dataset) or 2 (few-shot)."""
@@ -289,9 +304,10 @@ def plan(script: str, args: Sequence[str], env: Mapping[str, str]) -> list:
             folder, name, args = args[0], args[1], args[2:]
         _choice(script, "method", folder, SCRIPTS)
         _choice(script, "protocol", name, SCRIPTS[folder], f" for method '{folder}'")
-        if folder == "mudpt" and args and args[-1] in VARIANTS:
+        variants = VARIANTS.get(folder, ("", {}))[1]
+        if args and args[-1] in variants:
             env = {**env, "VARIANT": args.pop()}
-        _check_args(script, SCRIPTS[folder][name], args, " [MuDPT|UMuDPT|UUMuDPT]" * (folder == "mudpt"))
+        _check_args(script, SCRIPTS[folder][name], args, f" [{'|'.join(variants)}]" if variants else "")
     if not env.get("DATA"):
         raise ScriptError("the environment variable DATA is not set: it must name the folder holding the datasets, "
                           f"e.g. DATA=/path/to/datasets bash {script} ...")

@@ -10,7 +10,7 @@ logits; on other classes (the new ones, other datasets): the similarity logits a
 ``OPTIM.LR_EXP`` x the LR (two SGD parameter groups, ``PromptTrainer.param_groups``).
 
 :class:`DePT` is a mixin over an existing trainer; :func:`with_dept` registers ``ExtrasLinearProbe<Base>`` under the
-official names. DePT over KgCoOp is one line once the KgCoOp trainer exists: ``with_dept(KgCoOp)``.
+official names (over CoOp, CoCoOp, KgCoOp and MaPLe, as the official repository).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from engine import TRAINER_REGISTRY
 from .base import PromptedCLIP, PromptedOutput, PromptLearnerBase
 from .cocoop import CoCoOp
 from .coop import CoOp
+from .kgcoop import KgCoOp
 from .maple import MaPLe
 from .prompts import round_to_fp16
 
@@ -172,4 +173,5 @@ def with_dept(base: type, registered_name: str = "PromptLearner") -> type:
 
 ExtrasLinearProbeCoOp = with_dept(CoOp)
 ExtrasLinearProbeCoCoOp = with_dept(CoCoOp)
+ExtrasLinearProbeKgCoOp = with_dept(KgCoOp)
 ExtrasLinearProbeMaPLe = with_dept(MaPLe, "MultiModalPromptLearner")

@@ -45,14 +45,17 @@ class KgCoOp(CoOp):
 
     FROZEN_FEATURES = True
     FROZEN_TEXT_DTYPE = torch.float16  # the official anchors come from a CLIP it never converts to fp32
-    # The official prompt learner also saves a random bias vector and meta-net it never uses: skipped on load.
+    # The official prompt learner also saves a random bias vector and meta-net it never uses: skipped on load; so
+    # are its model's unused modules, which whole-model files hold (DePT over KgCoOp: meta_net, adapter).
     FROZEN_OFFICIAL_BUFFERS = CoOp.FROZEN_OFFICIAL_BUFFERS + ("bias_vectors", "meta_net.")
+    FROZEN_OFFICIAL_PREFIXES = CoOp.FROZEN_OFFICIAL_PREFIXES + ("meta_net.", "adapter.")
     TEMPLATES = KGCOOP_TEMPLATES
 
     @classmethod
     def add_config(cls, cfg) -> None:
         super().add_config(cfg)  # the shared TRAINER.COOP node
         cfg.TRAINER.COOP.W = 1.0  # weight of the knowledge-guided term (the official scripts pass 8.0)
+        cfg.TRAINER.COOP.ALPHA = 1.0  # in the official defaults and DePT's config files; never read
 
     @classmethod
     def resolve_config(cls, cfg) -> None:

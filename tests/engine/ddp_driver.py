@@ -21,6 +21,7 @@ CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1
            "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
            "ExtrasLinearProbeCoOp": "ExtrasLinearProbeCoOp/vit_b16_ep10_bs4_lr35.yaml",
            "ExtrasLinearProbeCoCoOp": "ExtrasLinearProbeCoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
+           "ExtrasLinearProbeKgCoOp": "ExtrasLinearProbeKgCoOp/vit_b16_ep10_ctxv1_bs4_lr35.yaml",
            "ExtrasLinearProbeMaPLe": "ExtrasLinearProbeMaPLe/vit_b16_c2_ep10_batch4_2ctx.yaml",
            "MMRL": "MMRL/vit_b16.yaml"}
 TINY_OPTS = {"MMRL": ["TRAINER.MMRL.REP_LAYERS", "[1, 2]"]}  # the official layers 6..12 are past the tiny CLIP's 2

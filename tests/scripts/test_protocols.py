@@ -28,6 +28,8 @@ METHODS = {
     "kgcoop": ("KgCoOp", "vit_b16_ep100_ctxv1", "100", "vit_b16_ep100_ctxv1", "100", "vit_b16_ep100_ctxv1"),
     "prograd": ("ProGrad", "rn50_ep100", "100", "rn50_ep100", "100", "rn50_ep100"),
     "tcp": ("TCP", "vit_b16_ep100_ctxv1", "50", "vit_b16_ep100_ctxv1", "50", "vit_b16_ep100_ctxv1"),
+    # DePT over MaPLe (its default variant); no few-shot script (its head trains on base classes or ImageNet only)
+    "dept": ("ExtrasLinearProbeMaPLe", "vit_b16_c2_ep10_batch4_2ctx", "10", "vit_b16_c2_ep10_batch4_2ctx", "10", None),
 }
 # what a method's official scripts add after the protocol's options (KgCoOp: the weight its scripts pass)
 OPTS = {"kgcoop": ["TRAINER.COOP.W", "8.0"], "prograd": ["LOSS.LAMBDA", "1.0"],
@@ -47,7 +49,7 @@ def _head(trainer: str, dataset: str, seed: str, cfg: str) -> list[str]:
 def test_every_script_is_a_link_to_the_one_runner_and_configs_exist():
     scripts = REPO / "scripts"
     links = {str(p.relative_to(scripts)) for p in scripts.rglob("*.sh") if p.is_symlink()}
-    assert links == {f"{m}/{p}.sh" for m in [*METHODS, "mmrl"] for p in PROTOCOLS} | {
+    assert links == {f"{m}/{p}.sh" for m in [*METHODS, "mmrl"] for p in PROTOCOLS} - {"dept/few_shot.sh"} | {
         "coop/main.sh", "coop/eval.sh", "zsclip/zeroshot.sh", "run_all.sh"} | {
         f"{m}/few_shot.sh" for m in FEATURE_METHODS} | {
         "actionclip/train.sh", "actionclip/test.sh", "actionclip/zero_shot.sh"}
@@ -55,7 +57,7 @@ def test_every_script_is_a_link_to_the_one_runner_and_configs_exist():
     assert sorted(p.name for p in scripts.rglob("*") if p.is_file() and not p.is_symlink()) == [
         "quickstart.sh", "run.sh"]
     for method, (trainer, b2n, _, xd, _, few) in METHODS.items():
-        for cfg in {b2n, xd, few or "vit_b16_ep50"}:
+        for cfg in {b2n, xd} | ({few} if few else set()):  # CoOp's few-shot files: test_coop_few_shot_...
             assert (REPO / "configs" / "trainers" / trainer / f"{cfg}.yaml").is_file(), (trainer, cfg)
 
 
@@ -105,7 +107,7 @@ def test_reproduce_released_weights(tmp_path, method):
         "--output-dir", f"{tmp_path}/evaluation/{trainer}/{xd_cfg}_16shots/food101/seed2", *OPTS.get(method, [])]]
 
 
-@pytest.mark.parametrize("method", sorted(set(METHODS) - {"coop"}))
+@pytest.mark.parametrize("method", sorted(m for m, entry in METHODS.items() if entry[-1]))  # not coop's, dept's
 def test_few_shot(tmp_path, method):
     trainer, *_, cfg = METHODS[method]
     cmds = commands(run(f"{method}/few_shot.sh", "eurosat", "1", out_root=tmp_path))
@@ -149,7 +151,11 @@ def test_overrides_cfg_shots_loadep_and_src(tmp_path):
     ("mudpt/xd_test.sh", ["dtd", "1", "XMuDPT"], "DATASET SEED [MuDPT|UMuDPT|UUMuDPT]"),
     ("run_all.sh", ["zsclip", "base2new"],
      "/run_all.sh: unknown method 'zsclip' (choices: coop cocoop maple vpt ivlp language mudpt mmrl promptsrc "
-     "kgcoop prograd tcp linear_probe clip_adapter tip_adapter tip_adapter_f)\n"),
+     "kgcoop prograd tcp dept linear_probe clip_adapter tip_adapter tip_adapter_f)\n"),
+    ("dept/xd_test.sh", ["dtd", "1", "XMaPLe"], "DATASET SEED [MaPLe|CoOp|CoCoOp|KgCoOp]"),
+    ("run.sh", ["dept", "few_shot", "dtd", "1"], "unknown protocol 'few_shot' for method 'dept' (choices: "
+     "base2new_train base2new_test xd_train xd_test reproduce reproduce_xd)"),
+    ("run_all.sh", ["dept", "few_shot"], "unknown protocol 'few_shot' for method 'dept' (choices: base2new xd dg)"),
     ("run_all.sh", ["maple", "cross"], "unknown protocol 'cross' (choices: base2new xd dg few_shot)"),
     ("run_all.sh", ["maple"], "/run_all.sh METHOD PROTOCOL\n"),
     ("run.sh", ["zsclip", "base2new_train", "dtd", "1"],
@@ -225,19 +231,28 @@ def test_data_unset_is_an_error(tmp_path, protocol):
     assert proc.returncode != 0 and "DATA=/path/to/datasets" in proc.stderr and proc.stdout == ""
 
 
-@pytest.mark.parametrize("variant,cfg,epoch", [("UMuDPT", "vit_b16_bz4_ep5_nctx2_depth9", "5"),
-                                               ("UUMuDPT", "vit_b16_bz4_ep10_nctx4_depth9", "10")])
-def test_mudpt_variant_as_trailing_argument_or_environment(tmp_path, variant, cfg, epoch):
-    tail = f"caltech101/shots_16/{variant}/{cfg}/seed1"
-    expected = [_head(variant, "caltech101", "1", cfg) + [
+@pytest.mark.parametrize("folder,variant,trainer,cfg,epoch", [
+    ("mudpt", "UMuDPT", "UMuDPT", "vit_b16_bz4_ep5_nctx2_depth9", "5"),
+    ("mudpt", "UUMuDPT", "UUMuDPT", "vit_b16_bz4_ep10_nctx4_depth9", "10"),
+    # DePT: the variant names the method its head extends (its configs.py's config of each)
+    ("dept", "CoOp", "ExtrasLinearProbeCoOp", "vit_b16_ep10_bs4_lr35", "10"),
+    ("dept", "CoCoOp", "ExtrasLinearProbeCoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", "10"),
+    ("dept", "KgCoOp", "ExtrasLinearProbeKgCoOp", "vit_b16_ep10_ctxv1_bs4_lr35", "10"),
+])
+def test_variant_as_trailing_argument_or_environment(tmp_path, folder, variant, trainer, cfg, epoch):
+    tail = f"caltech101/shots_16/{trainer}/{cfg}/seed1"
+    expected = [_head(trainer, "caltech101", "1", cfg) + [
         "--model-dir", f"{tmp_path}/base2new/train_base/{tail}", "--load-epoch", epoch, "--eval-only",
         "--output-dir", f"{tmp_path}/base2new/test_new/{tail}",
         "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "new"]]
-    assert commands(run("mudpt/base2new_test.sh", "caltech101", "1", variant, out_root=tmp_path)) == expected
-    assert commands(run("mudpt/base2new_test.sh", "caltech101", "1", out_root=tmp_path,
+    assert commands(run(f"{folder}/base2new_test.sh", "caltech101", "1", variant, out_root=tmp_path)) == expected
+    assert commands(run(f"{folder}/base2new_test.sh", "caltech101", "1", out_root=tmp_path,
                         env={"VARIANT": variant})) == expected
-    bad = run("mudpt/base2new_test.sh", "caltech101", "1", out_root=tmp_path, env={"VARIANT": "XMuDPT"})
-    assert bad.returncode != 0 and "unknown MuDPT variant 'XMuDPT'" in bad.stderr
+    (xd,) = commands(run(f"{folder}/xd_train.sh", "1", variant, out_root=tmp_path))
+    assert xd[xd.index("--trainer") + 1] == trainer
+    bad = run(f"{folder}/base2new_test.sh", "caltech101", "1", out_root=tmp_path, env={"VARIANT": "X" + variant})
+    label = {"mudpt": "MuDPT", "dept": "DePT"}[folder]
+    assert bad.returncode != 0 and f"unknown {label} variant 'X{variant}'" in bad.stderr
 
 
 def test_mmrl_scripts_add_the_official_task_and_imagenet_configs(tmp_path):

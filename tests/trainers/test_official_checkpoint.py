@@ -25,6 +25,10 @@ RUNS = {
     "PromptSRC": ("promptsrc/train_runs/caltech101/PromptSRC", "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
                   ["TRAINER.PROMPTSRC.PREC", "fp32"], 5e-4),
     "KgCoOp": ("kgcoop/train_runs/caltech101/KgCoOp", "KgCoOp/vit_b16_ep100_ctxv1.yaml", KGCOOP_OPTS, 1e-4),
+    # DePT over CoOp: base classes scored by 0.3 x similarity + 0.7 x the head, new classes by the similarity alone
+    # (the file's head is skipped there)
+    "ExtrasLinearProbeCoOp": ("dept/train_runs/caltech101/ExtrasLinearProbeCoOp",
+                              "ExtrasLinearProbeCoOp/vit_b16_ep10_bs4_lr35.yaml", ["TRAINER.COOP.PREC", "fp32"], 1e-4),
 }
 EPOCHS = {"PromptSRC": 3}
 

@@ -38,10 +38,14 @@ RUNS = {
                    "TRAINER.PROMPTSRC.GPA_STD", "1"], 3e-4 + 1e-9, 2e-3),
     # KgCoOp: the same computation (its fp16 anchors included), the same 4 decimals.
     "KgCoOp": ("KgCoOp/vit_b16_ep100_ctxv1.yaml", "prompt_learner", KGCOOP_OPTS, 0.0, 1e-3),
+    # DePT over CoOp (its 0.7 x linear head at 6.5 x the LR): the same fp32 computation, the same 4 decimals.
+    "ExtrasLinearProbeCoOp": ("ExtrasLinearProbeCoOp/vit_b16_ep10_bs4_lr35.yaml", "PromptLearner",
+                              ["TRAINER.COOP.PREC", "fp32"], 0.0, 1e-3),
 }
 # default: train_runs/caltech101/<method>
 FOLDERS = {"MMRL": "mmrl/train_runs/caltech101/MMRL", "PromptSRC": "promptsrc/train_runs/caltech101/PromptSRC",
-           "KgCoOp": "kgcoop/train_runs/caltech101/KgCoOp"}
+           "KgCoOp": "kgcoop/train_runs/caltech101/KgCoOp",
+           "ExtrasLinearProbeCoOp": "dept/train_runs/caltech101/ExtrasLinearProbeCoOp"}
 
 
 def _losses(log: str):

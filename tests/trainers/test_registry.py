@@ -24,6 +24,7 @@ CONFIG["UUMuDPT"] = "UUMuDPT/vit_b16_bz4_ep10_nctx4_depth9.yaml"
 CONFIG["PromptSRC"] = "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml"
 CONFIG["ExtrasLinearProbeCoOp"] = "ExtrasLinearProbeCoOp/vit_b16_ep10_bs4_lr35.yaml"
 CONFIG["ExtrasLinearProbeCoCoOp"] = "ExtrasLinearProbeCoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml"
+CONFIG["ExtrasLinearProbeKgCoOp"] = "ExtrasLinearProbeKgCoOp/vit_b16_ep10_ctxv1_bs4_lr35.yaml"
 CONFIG["ExtrasLinearProbeMaPLe"] = "ExtrasLinearProbeMaPLe/vit_b16_c2_ep10_batch4_2ctx.yaml"
 # MuDPT keeps its levels past the tiny CLIP's last block (the authors' tensor shapes); no block reads them, so their
 # gradient is zero (test_mudpt checks that). Here depth 2: every learnable tensor is used.
