@@ -48,12 +48,16 @@ def init_from_env(use_cuda: bool) -> None:
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     """Replace each gradient by its mean over the processes (every process then steps identically)."""
+    average_tensors(param.grad for param in params if param.grad is not None)
+
+
+def average_tensors(tensors: Iterable[torch.Tensor]) -> None:
+    """Replace each tensor, in place, by its mean over the processes (e.g. a gradient a method computes itself)."""
     if world_size() == 1:
         return
-    for param in params:
-        if param.grad is not None:
-            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-            param.grad.div_(world_size())
+    for tensor in tensors:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor.div_(world_size())
 
 
 def gather(items: List) -> List:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
 from clip.model import CLIP
-from engine import TRAINER_REGISTRY
+from engine import TRAINER_REGISTRY, distributed
 
 from .base import PromptedOutput
 from .coop import CoOp, CoOpPromptLearner
@@ -76,6 +76,7 @@ class ProGrad(CoOp):
         params = [p for p in self.model.prompt_learner.parameters() if p.requires_grad]
         self.detect_anomaly(losses["kl_loss"])
         general = torch.autograd.grad(losses["kl_loss"], params, retain_graph=True)
+        distributed.average_tensors(general)  # under torchrun: the global batch's direction, as the cross-entropy's
         self.model_zero_grad()
         self.model_backward(losses["loss"])
         for param, direction in zip(params, general):
