@@ -266,10 +266,19 @@ class PromptedCLIP(nn.Module):
         if self.frozen_text_features is None:
             raise RuntimeError("the frozen model's features were asked for, but its text features were not "
                                "built: set FROZEN_FEATURES = True on the trainer")
-        with torch.no_grad():
-            out.frozen_image_features = image_features(self.clip, image)  # (B, E)
+        if self.plain_image_tower():  # out's image features already are the plain CLIP's: no second pass
+            out.frozen_image_features = out.image_features.detach()  # (B, E)
+        else:
+            with torch.no_grad():
+                out.frozen_image_features = image_features(self.clip, image)  # (B, E)
         out.frozen_text_features = self.frozen_text_features  # (C, E)
         return out
+
+    def plain_image_tower(self) -> bool:
+        """True when :meth:`outputs` runs CLIP's image tower unchanged (no vision prompts, no own image path)."""
+        return (type(self.prompt_learner).vision_prompts is PromptLearnerBase.vision_prompts
+                and type(self).image_features is PromptedCLIP.image_features
+                and type(self).outputs is PromptedCLIP.outputs)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.outputs(image).logits  # (B, C)

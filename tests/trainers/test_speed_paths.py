@@ -1,5 +1,6 @@
 """Every speed path equals the straightforward (official) path: text trimmed to the last EOT vs all 77 tokens,
-class text features cached per evaluation vs recomputed per batch, CoCoOp's batched text call vs a loop."""
+class text features cached per evaluation vs recomputed per batch, CoCoOp's batched text call vs a loop, the frozen
+CLIP's image features taken from the prompted pass vs a second pass."""
 from __future__ import annotations
 
 import pytest
@@ -83,3 +84,25 @@ def test_trim_leaves_plain_clip_text_features_unchanged(tiny_clip_path):
     with torch.no_grad():
         torch.testing.assert_close(model.encode_text(tokens), model.encode_text(tokens, trim=False),
                                    atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in TRAINABLE if TRAINER_REGISTRY.get(n).FROZEN_FEATURES])
+def test_frozen_image_features_equal_a_plain_pass(name, data_root, tmp_path, tiny_clip_path):
+    """The frozen CLIP's image features: reused from the prompted pass where the image tower has no prompts (KgCoOp,
+    ProGrad, TCP), computed again where it has (PromptSRC, MMRL); either way those of a separate plain pass."""
+    from trainers.base import image_features
+
+    node = TRAINER_REGISTRY.get(name).CFG_NODE
+    trainer = build(caltech_argv(data_root, tmp_path / "out", tiny_clip_path, name,
+                                 CONFIG.get(name, "CoOp/vit_b16.yaml"), 32,
+                                 [f"TRAINER.{node}.PREC", "fp32", *TINY_OPTS.get(name, ())]))
+    images = next(iter(trainer.dm.test_loader))["img"][:4]
+    trainer.set_model_mode("train")
+    out = trainer.model.outputs(images, frozen=True)
+    with torch.no_grad():
+        plain = image_features(trainer.model.clip, images)  # (B, E)
+    assert torch.equal(out.frozen_image_features, plain)
+    assert not out.frozen_image_features.requires_grad
+    reused = out.frozen_image_features.data_ptr() == out.image_features.data_ptr()
+    assert reused == trainer.model.plain_image_tower()
+    assert reused or name not in ("KgCoOp", "ProGrad", "TCP")  # text-only learners: one image pass per step
