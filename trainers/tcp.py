@@ -7,11 +7,12 @@ to four tokens ``(4, Dt)`` that replace positions 1..4 at the input of text bloc
 term of KgCoOp with the official code's fixed weight (``TRAINER.COOP.W`` is read by nothing). Adam with eps 1e-3
 (``OPTIM.ADAM_EPS`` in its config, the edit to Dassl its README prescribes).
 
-Decisions on the official quirks: the anchors are computed in fp16 as officially (see trainers/kgcoop.py). The
-official meta-net is fp16 when ``TRAINER.COCOOP.PREC`` is fp16 (its default, whatever ``TRAINER.COOP.PREC`` says),
-so it computes, gets gradients and Adam moments in fp16; ours starts from the same fp16-rounded values but stays
-fp32 like every learnable tensor (with ``TRAINER.COCOOP.PREC fp32`` the official code keeps it fp32 too). The
-official ``logit_scale.detach()`` and detached image features change nothing: neither has a learnable input.
+As the official code: the anchors are fp16 (see trainers/kgcoop.py), and the meta-net is fp16 whenever
+``TRAINER.COCOOP.PREC`` is fp16 (its default, whatever ``TRAINER.COOP.PREC`` says): it computes, gets its gradients
+and takes its Adam steps in fp16, the one learnable module of the project kept in low precision, because that is
+what the official runs train (its fp16 Adam moments underflow and step far larger than fp32 ones would: an fp32
+meta-net ends a 2-epoch run 44% of a tensor's abs max away). ``TRAINER.COCOOP.PREC fp32`` keeps it fp32. The official
+``logit_scale.detach()`` and detached image features change nothing: neither has a learnable input.
 A text tower with fewer than 9 blocks takes the tokens at its last block.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from engine import TRAINER_REGISTRY
 from .base import PromptLearnerBase, clean_classnames
 from .coop import CoOp
 from .kgcoop import OWN_WORDS, KgCoOp
-from .prompts import WHOLE_PHRASE, context_words, init_context, round_to_fp16
+from .prompts import WHOLE_PHRASE, context_words, init_context
 from .templates import TCP_PROMPT_TEMPLATES, TCP_TEMPLATES, template_for
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ class TCPPromptLearner(PromptLearnerBase):
         super().__init__()
         self.ctx = nn.Parameter(ctx)  # (n, Dt)
         self.meta_net = ClassTokenNet(anchors.shape[1], clip_model.text_width)
-        if fp16_meta_net:  # the official code casts it to fp16 once built
-            round_to_fp16(self.meta_net)
+        if fp16_meta_net:  # the official code casts it to fp16 once built, and trains it so
+            self.meta_net.to(torch.float16)
         layers = clip_model.transformer.layers
         self.block = min(CLASS_TOKEN_BLOCK, layers - 1)
         if self.block != CLASS_TOKEN_BLOCK:
@@ -76,7 +77,8 @@ class TCPPromptLearner(PromptLearnerBase):
         self.register_buffer("anchors", anchors.clone(), persistent=False)  # (C, E)
 
     def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
-        return {"text": self.tokens, "shallow": self.ctx, "deep": {self.block: self.meta_net(self.anchors)}}
+        anchors = self.anchors.to(self.meta_net.linear1.weight.dtype)  # (C, E)
+        return {"text": self.tokens, "shallow": self.ctx, "deep": {self.block: self.meta_net(anchors)}}
 
 
 @TRAINER_REGISTRY.register()
@@ -90,6 +92,9 @@ class TCP(KgCoOp):
     @classmethod
     def resolve_config(cls, cfg) -> None:
         super().resolve_config(cfg)
+        if cfg.TRAINER.COOP.PREC == "amp" and cfg.TRAINER.COCOOP.PREC == "fp16":
+            raise ValueError("TRAINER.COOP.PREC amp scales the loss, which an fp16 meta-net's gradients cannot be "
+                             "unscaled from: with amp set TRAINER.COCOOP.PREC fp32 (the meta-net then trains in fp32)")
         if cfg.TRAINER.COOP.N_CTX != CLASS_TOKENS:
             # the official prompt learner keeps the tokens after position 1 + N_CTX: other lengths drop or repeat words
             raise ValueError(f"TRAINER.COOP.N_CTX is {cfg.TRAINER.COOP.N_CTX}; TCP's context replaces the first four "

@@ -60,13 +60,11 @@ RUNS = {
     # ProGrad, on the RN50 test weights at 64 px (its config files all name RN50): the same computation (both
     # gradients, the projection, the SGD step), the same 4 decimals; the tensors agree to 5e-8 of their abs max.
     "ProGrad": Run("ProGrad/rn50_ep100.yaml", "prompt_learner", PROGRAD_OPTS, 0.0, 1e-3, "rn50_64px_path", 64),
-    # TCP with TRAINER.COCOOP.PREC fp32: the official meta-net then stays fp32 as ours (its run needed one cast of
-    # the fp16 anchors, P11 in tests/fixtures/tcp/README.md), and the run is the same computation: the same 4
-    # decimals, tensors within 1e-6 of their abs max (measured). The official default run (fp16 meta-net, fp16
-    # Adam moments) is not reproduced step for step: our fp32 meta-net is a documented deviation (trainers/tcp.py);
-    # its checkpoint is checked in test_official_checkpoint.py.
-    "TCP": Run("TCP/vit_b16_ep100_ctxv1.yaml", "prompt_learner", [*TCP_OPTS, "TRAINER.COCOOP.PREC", "fp32"], 0.0,
-               1e-3),
+    # TCP, the official default: its meta-net fp16 (TRAINER.COCOOP.PREC fp16), trained so here too (its fp16 Adam
+    # moments underflow; an fp32 meta-net ends 44% of an abs max away): the same 4 decimals and accuracy. The fp16
+    # weights, rounded at each of the 12 steps after fp16 gradients summed in another order, differ by a few fp16
+    # units (measured 1.2e-3 of the abs max): 5e-3, the fp16 gradient tolerance.
+    "TCP": Run("TCP/vit_b16_ep100_ctxv1.yaml", "prompt_learner", TCP_OPTS, 0.0, 5e-3),
     # DePT over CoOp (its 0.7 x linear head at 6.5 x the LR): the same fp32 computation, the same 4 decimals.
     "ExtrasLinearProbeCoOp": Run("ExtrasLinearProbeCoOp/vit_b16_ep10_bs4_lr35.yaml", "PromptLearner",
                                  ["TRAINER.COOP.PREC", "fp32"], 0.0, 1e-3),
@@ -74,7 +72,7 @@ RUNS = {
 # default: train_runs/caltech101/<method>
 FOLDERS = {"MMRL": "mmrl/train_runs/caltech101/MMRL", "PromptSRC": "promptsrc/train_runs/caltech101/PromptSRC",
            "KgCoOp": "kgcoop/train_runs/caltech101/KgCoOp", "ProGrad": "prograd/train_runs/caltech101/ProGrad",
-           "TCP": "tcp/train_runs_fp32_meta_net/caltech101/TCP",
+           "TCP": "tcp/train_runs/caltech101/TCP",
            "ExtrasLinearProbeCoOp": "dept/train_runs/caltech101/ExtrasLinearProbeCoOp"}
 
 
@@ -108,7 +106,7 @@ def test_the_official_command_line_trains_the_official_run(method, fixtures_dir,
     theirs = torch.load(official / name / f"model.pth.tar-{epochs}", weights_only=False)["state_dict"]
     assert sorted(ours) == sorted(theirs)
     for key, value in theirs.items():
-        assert (ours[key] - value).abs().max() <= tensor_tol * value.abs().max(), key
+        assert (ours[key].float() - value.float()).abs().max() <= tensor_tol * value.float().abs().max(), key
 
     recorded = json.loads((official / "eval_results.json").read_text())["train"]["results"][0]
     result = json.loads((out / "results.json").read_text())
