@@ -24,8 +24,10 @@ CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1
            "ExtrasLinearProbeKgCoOp": "ExtrasLinearProbeKgCoOp/vit_b16_ep10_ctxv1_bs4_lr35.yaml",
            "ExtrasLinearProbeMaPLe": "ExtrasLinearProbeMaPLe/vit_b16_c2_ep10_batch4_2ctx.yaml",
            "MMRL": "MMRL/vit_b16.yaml", "ProGrad": "ProGrad/rn50_ep100.yaml", "TCP": "TCP/vit_b16_ep100_ctxv1.yaml"}
-# MMRL: the official layers 6..12 are past the tiny CLIP's 2; TCP: its scripts' 4 context tokens
-TINY_OPTS = {"MMRL": ["TRAINER.MMRL.REP_LAYERS", "[1, 2]"], "TCP": ["TRAINER.COOP.N_CTX", "4"]}
+# MMRL: the official layers 6..12 are past the tiny CLIP's 2; TCP: its scripts' 4 context tokens, and its meta-net
+# in fp32 (its default fp16 gradients, averaged over processes, round differently from one process's)
+TINY_OPTS = {"MMRL": ["TRAINER.MMRL.REP_LAYERS", "[1, 2]"],
+             "TCP": ["TRAINER.COOP.N_CTX", "4", "TRAINER.COCOOP.PREC", "fp32"]}
 
 
 def single_process(cls) -> bool:

@@ -40,9 +40,7 @@ def _one_step(name: str, device: str, prec: str, data: Path, weights: Path, out:
                      "--config-file", str(REPO / "configs/trainers" / CONFIGS.get(name, "CoOp/vit_b16.yaml")),
                      "DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base", "INPUT.SIZE", "(32, 32)",
                      "MODEL.BACKBONE.PATH", str(weights), "DATALOADER.NUM_WORKERS", "0", "OPTIM.LR", "0.02",
-                     f"TRAINER.{node}.PREC", prec, "USE_CUDA", str(device == "cuda"), *TINY_OPTS.get(name, ()),
-                     # amp's loss scaling cannot unscale the gradients of TCP's default fp16 meta-net
-                     *(["TRAINER.COCOOP.PREC", "fp32"] if (name, prec) == ("TCP", "amp") else [])])
+                     f"TRAINER.{node}.PREC", prec, "USE_CUDA", str(device == "cuda"), *TINY_OPTS.get(name, ())])
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(4, 3, 32, 32, generator=generator)  # (B, 3, H, W)
     labels = torch.arange(4) % trainer.dm.num_classes  # (B,)
