@@ -60,7 +60,9 @@ def _assert_same(resumed_out: Path, reference) -> None:
     assert accuracy == expected_accuracy
 
 
-@pytest.mark.parametrize("workers, kill_at", [(0, "step:3:2"), (0, "save:2"), (2, "step:2:4"), (2, "save:1")])
+# a kill inside a step and one inside a checkpoint write, each with one worker count (four cases cost 40 s more of
+# the suite's 10 minutes; the SIGKILL test below adds a kill between epochs)
+@pytest.mark.parametrize("workers, kill_at", [(0, "step:3:2"), (2, "save:1")])
 def test_killed_run_resumes_to_the_uninterrupted_result(workers, kill_at, uninterrupted, _pristine_data,
                                                        tiny_clip_path, tmp_path):
     out = tmp_path / "run"

@@ -28,12 +28,16 @@ def _loss_and_grads(trainer, images, labels):
     return loss.item(), grads
 
 
+# fp32 everywhere, so that the paths are compared without rounding: TCP's meta-net too (fp16 by default)
+FP32_ONLY = {"TCP": ["TRAINER.COCOOP.PREC", "fp32"]}
+
+
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_speed_paths_equal_the_straightforward_path(name, data_root, tmp_path, tiny_clip_path, monkeypatch):
     node = TRAINER_REGISTRY.get(name).CFG_NODE
     trainer = build(caltech_argv(data_root, tmp_path / "out", tiny_clip_path, name,
                                  CONFIG.get(name, "CoOp/vit_b16.yaml"), 32,
-                                 [f"TRAINER.{node}.PREC", "fp32", *TINY_OPTS.get(name, ())]))
+                                 [f"TRAINER.{node}.PREC", "fp32", *TINY_OPTS.get(name, ()), *FP32_ONLY.get(name, ())]))
     batch = next(iter(trainer.dm.test_loader))
     images, labels = batch["img"][:6], batch["label"][:6]
     model = trainer.model
