@@ -30,6 +30,11 @@ TINY_OPTS = {"MMRL": ["TRAINER.MMRL.REP_LAYERS", "[1, 2]"],
              "TCP": ["TRAINER.COOP.N_CTX", "4", "TRAINER.COCOOP.PREC", "fp32"]}
 
 
+# Variants whose training step is another listed trainer's (MuDPT's two others; DePT's mixin over CoCoOp and
+# KgCoOp, as over CoOp and MaPLe): left out of the CPU test for suite time, run on GPUs (tests/gpu).
+SAME_STEP_AS_ANOTHER = {"UMuDPT", "UUMuDPT", "ExtrasLinearProbeCoCoOp", "ExtrasLinearProbeKgCoOp"}
+
+
 def single_process(cls) -> bool:
     """Trainers the DDP tests leave out: no weights to train, cached features (a fit takes seconds), videos."""
     return cls.EVALUATES_WITHOUT_WEIGHTS or issubclass(cls, FeatureTrainer) or getattr(cls, "VIDEO", False)
@@ -37,7 +42,7 @@ def single_process(cls) -> bool:
 
 def main(out: str, data: str, weights: str, device: str = "cpu") -> None:
     for name, cls in TRAINER_REGISTRY:
-        if single_process(cls):
+        if single_process(cls) or (device == "cpu" and name in SAME_STEP_AS_ANOTHER):
             continue
         node = cls.CFG_NODE
         train.main(["--root", data, "--seed", "3", "--trainer", name,
