@@ -74,11 +74,11 @@ class TCPPromptLearner(PromptLearnerBase):
                            layers, self.block, CLASS_TOKEN_BLOCK)
         tokens = clip.tokenize([template.format(name) for name in clean_classnames(classnames)]).long()  # (C, L)
         self.register_buffer("tokens", tokens, persistent=False)
-        self.register_buffer("anchors", anchors.clone(), persistent=False)  # (C, E)
+        # (C, E), in the meta-net's dtype once (the fp16 anchors' values are exact in either)
+        self.register_buffer("anchors", anchors.to(self.meta_net.linear1.weight.dtype, copy=True), persistent=False)
 
     def text_inputs(self, image_features: Optional[torch.Tensor] = None) -> Dict[str, Any]:
-        anchors = self.anchors.to(self.meta_net.linear1.weight.dtype)  # (C, E)
-        return {"text": self.tokens, "shallow": self.ctx, "deep": {self.block: self.meta_net(anchors)}}
+        return {"text": self.tokens, "shallow": self.ctx, "deep": {self.block: self.meta_net(self.anchors)}}
 
 
 @TRAINER_REGISTRY.register()

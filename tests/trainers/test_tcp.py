@@ -53,7 +53,7 @@ def test_class_tokens_enter_the_text_tower_at_block_8(data_root, tmp_path, vit_b
     learner = trainer.model.prompt_learner
     inputs = learner.text_inputs()
     assert list(inputs["deep"]) == [8] and inputs["deep"][8].shape == (6, 4, trainer.model.clip.text_width)
-    anchors = learner.anchors  # (C, E), normalised
+    anchors = learner.anchors.float()  # (C, E), normalised (kept in the fp16 meta-net's dtype)
     torch.testing.assert_close(anchors.norm(dim=-1), torch.ones(6), atol=1e-3, rtol=0)
     batch = next(iter(trainer.train_loader_x))
     images, labels = batch["img"][:2], batch["label"][:2]
